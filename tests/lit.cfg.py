@@ -1,0 +1,17 @@
+# lit configuration of the tessel test suite (dialects, passes, models, tools).
+# SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+import os
+
+import lit.formats
+
+config.name = "tessel"
+config.test_format = lit.formats.ShTest(execute_external=True)
+config.suffixes = [".mlir", ".test"]
+config.test_source_root = os.path.join(config.tessel_src_root, "tests")
+config.test_exec_root = os.path.join(config.tessel_obj_root, "tests")
+config.excludes = ["CMakeLists.txt", "lit.cfg.py", "runtime", "fuzz", "gpu", "build", "tiny"]
+
+config.environment["PATH"] = os.pathsep.join(
+    [config.tessel_tools_dir, config.llvm_tools_dir, config.environment.get("PATH", "")])
+config.substitutions.append(("%tessel_src", config.tessel_src_root))
+config.substitutions.append(("FileCheck", config.filecheck))
