@@ -106,6 +106,17 @@ TEST_F(TesselDialectTest, QuantizedTypeReportsStorage) {
   EXPECT_NE(messages.find("group size 128 does not divide the reduction dimension 500"),
             std::string::npos)
       << messages;
+
+  // Only reachable through the C++ API: the textual syntax has no place for it.
+  messages.clear();
+  auto stray = QuantizedTensorType::getChecked(
+      [&] { return emitError(UnknownLoc::get(&context)); }, &context,
+      ArrayRef<int64_t>{256, 512}, Type(IntegerType::get(&context, 8)), QuantScheme::per_channel,
+      int64_t{64}, Type(f16));
+  EXPECT_FALSE(stray);
+  EXPECT_NE(messages.find("a group size is only allowed with the 'group' scheme"),
+            std::string::npos)
+      << messages;
 }
 
 TEST_F(TesselDialectTest, WeightStatsCountsTiedWeightsOnce) {
