@@ -1,0 +1,113 @@
+//===- tessel-compile.cpp - the tessel compiler driver ----------*- C++ -*-===//
+// Imports a checkpoint (Hugging Face directory or GGUF file) and emits its tessel IR.
+// SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+//===----------------------------------------------------------------------===//
+#include "compiler/import/Importer.h"
+
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/Support/FileUtilities.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/ToolOutputFile.h"
+#include "llvm/Support/WithColor.h"
+
+#include <chrono>
+
+namespace cl = llvm::cl;
+
+namespace {
+cl::OptionCategory category("tessel-compile options");
+
+cl::opt<std::string> inputPath(cl::Positional, cl::Required,
+                               cl::desc("<checkpoint: Hugging Face directory or .gguf file>"),
+                               cl::cat(category));
+
+enum class EmitKind { MLIR, Config };
+cl::opt<EmitKind> emit("emit", cl::desc("What to produce"), cl::init(EmitKind::MLIR),
+                       cl::values(clEnumValN(EmitKind::MLIR, "mlir",
+                                             "the verified tessel module (prefill + decode)"),
+                                  clEnumValN(EmitKind::Config, "config",
+                                             "the architecture read from the checkpoint")),
+                       cl::cat(category));
+
+cl::opt<std::string> outputPath("o", cl::desc("Output file ('-' for stdout)"),
+                                cl::value_desc("file"), cl::init("-"), cl::cat(category));
+
+cl::opt<int64_t> maxContext("max-context",
+                            cl::desc("KV cache capacity in tokens (default: the model's "
+                                     "max_position_embeddings)"),
+                            cl::init(0), cl::cat(category));
+
+cl::opt<bool> verbose("v", cl::desc("Report what was read and how long it took"),
+                      cl::cat(category));
+
+int fail(const llvm::Twine &message) {
+  llvm::WithColor::error(llvm::errs(), "tessel-compile") << message << "\n";
+  return 1;
+}
+
+void printConfig(const tessel::import::ModelConfig &c, llvm::raw_ostream &os) {
+  os << "model_type: " << c.model_type << "\nlayers: " << c.num_layers
+     << "\nhidden_size: " << c.hidden_size << "\nintermediate_size: " << c.intermediate_size
+     << "\nheads: " << c.num_heads << "\nkv_heads: " << c.num_kv_heads
+     << "\nhead_dim: " << c.head_dim << "\nvocab_size: " << c.vocab_size
+     << "\nmax_position_embeddings: " << c.max_position_embeddings
+     << "\nrope_theta: " << c.rope.theta << "\nrotary_dim: " << c.rope.rotary_dim
+     << "\nrope_interleaved: " << (c.rope.interleaved ? "true" : "false")
+     << "\nrope_scaling: " << (c.rope.scaling ? c.rope.scaling->type : "none")
+     << "\ntied_embeddings: " << (c.tie_word_embeddings ? "true" : "false") << "\n";
+  if (c.sliding_window)
+    os << "sliding_window: " << *c.sliding_window << "\n";
+  if (c.moe)
+    os << "experts: " << c.moe->num_experts << " (top " << c.moe->top_k << ", "
+       << (c.moe->sigmoid_scoring ? "sigmoid" : "softmax") << ", groups " << c.moe->n_group
+       << "/" << c.moe->topk_group << ", shared " << c.moe->num_shared_experts << ")\n";
+  if (c.mla)
+    os << "mla: q_lora_rank " << c.mla->q_lora_rank << ", kv_lora_rank "
+       << c.mla->kv_lora_rank << ", nope " << c.mla->qk_nope_head_dim << ", rope "
+       << c.mla->qk_rope_head_dim << ", v " << c.mla->v_head_dim << "\n";
+}
+} // namespace
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM init(argc, argv);
+  cl::HideUnrelatedOptions(category);
+  cl::ParseCommandLineOptions(
+      argc, argv,
+      "tessel-compile: compile a transformer checkpoint\n\n"
+      "  tessel-compile <hf-dir | model.gguf> --emit=mlir [-o out.mlir]\n\n"
+      "Supported model types: llama, mistral, qwen2, mixtral, deepseek_v2, deepseek_v3 "
+      "(Hugging Face);\nllama, qwen2 (GGUF).\n");
+  auto start = std::chrono::steady_clock::now();
+
+  std::string errorMessage;
+  auto output = mlir::openOutputFile(outputPath, &errorMessage);
+  if (!output)
+    return fail(errorMessage);
+
+  if (emit == EmitKind::Config) {
+    auto config = ::tessel::import::readModelConfig(inputPath);
+    if (!config)
+      return fail(llvm::toString(config.takeError()));
+    printConfig(*config, output->os());
+    output->keep();
+    return 0;
+  }
+
+  mlir::MLIRContext context;
+  ::tessel::import::ImportOptions options;
+  options.max_context = maxContext;
+  auto module = ::tessel::import::importCheckpoint(context, inputPath, options);
+  if (!module)
+    return fail(llvm::toString(module.takeError()));
+  (*module)->print(output->os());
+  output->os() << "\n";
+  output->keep();
+  if (verbose) {
+    double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    llvm::errs() << "tessel-compile: imported " << inputPath << " in "
+                 << llvm::format("%.3f", seconds) << " s\n";
+  }
+  return 0;
+}
