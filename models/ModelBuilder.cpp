@@ -88,6 +88,15 @@ Type ModelBuilder::weightType(const WeightInfo &info, llvm::ArrayRef<int64_t> sh
 }
 
 Value ModelBuilder::param(llvm::StringRef name, llvm::ArrayRef<int64_t> shape) {
+  auto known = checked_.find(name);
+  if (known != checked_.end()) {
+    auto op = mlir::tessel::ParamOp::create(builder_, loc_, known->second.second,
+                                            builder_.getStringAttr(known->second.first),
+                                            mlir::tessel::ShardingAttr());
+    if (std::optional<WeightInfo> info = weights_.find(name.str()))
+      markDequantized(op, *info);
+    return op;
+  }
   std::optional<WeightInfo> info = weights_.find(name.str());
   Type type;
   std::string storedName = name.str();
@@ -107,18 +116,29 @@ Value ModelBuilder::param(llvm::StringRef name, llvm::ArrayRef<int64_t> shape) {
   }
   if (!type)
     type = RankedTensorType::get(shape, activation_);
+  checked_[name] = {storedName, type};
   auto op = mlir::tessel::ParamOp::create(builder_, loc_, type, builder_.getStringAttr(storedName),
                                     mlir::tessel::ShardingAttr());
-  if (info && (info->dtype == DType::kQ4_1 || info->dtype == DType::kQ4_K ||
-               info->dtype == DType::kQ6_K))
-    op->setAttr("tessel.dequantize",
-                builder_.getStringAttr(::tessel::DTypeName(info->dtype)));
+  if (info)
+    markDequantized(op, *info);
   return op;
+}
+
+void ModelBuilder::markDequantized(Operation *op, const WeightInfo &info) {
+  if (info.dtype == DType::kQ4_1 || info.dtype == DType::kQ4_K || info.dtype == DType::kQ6_K)
+    op->setAttr("tessel.dequantize", builder_.getStringAttr(::tessel::DTypeName(info.dtype)));
 }
 
 Value ModelBuilder::expertParams(llvm::StringRef pattern, int64_t count,
                                  llvm::ArrayRef<int64_t> shape) {
+  auto known = checked_.find(pattern);
+  if (known != checked_.end())
+    return mlir::tessel::ExpertParamsOp::create(builder_, loc_, known->second.second,
+                                                builder_.getStringAttr(known->second.first),
+                                                builder_.getI64IntegerAttr(count));
   // Every expert must exist with the same shape and dtype; the stack takes the first's.
+  // Expert weights keep their Hugging Face names (no renaming source maps experts), so
+  // the stored pattern is the pattern itself.
   std::optional<WeightInfo> first;
   std::string storedPattern = pattern.str();
   for (int64_t e = 0; e < count; ++e) {
@@ -135,11 +155,6 @@ Value ModelBuilder::expertParams(llvm::StringRef pattern, int64_t count,
                " but the config implies " + shapeStr(shape));
     if (!first) {
       first = info;
-      // The stored pattern: the stored name of expert 0 with its index put back.
-      storedPattern = info->stored_name;
-      size_t at = storedPattern.find(".0.");
-      if (at != std::string::npos)
-        storedPattern.replace(at, 3, ".{}.");
     } else if (info->dtype != first->dtype) {
       addError("expert tensor '" + info->stored_name + "' has dtype " +
                std::string(::tessel::DTypeName(info->dtype)) + " but expert 0 has " +
@@ -154,6 +169,7 @@ Value ModelBuilder::expertParams(llvm::StringRef pattern, int64_t count,
              std::string(::tessel::DTypeName(first->dtype)) + "; weights must be float");
   if (!type)
     type = RankedTensorType::get(stacked, activation_);
+  checked_[pattern] = {storedPattern, type};
   return mlir::tessel::ExpertParamsOp::create(builder_, loc_, type,
                                         builder_.getStringAttr(storedPattern),
                                         builder_.getI64IntegerAttr(count));

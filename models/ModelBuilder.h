@@ -13,6 +13,7 @@
 #include "compiler/import/WeightSource.h"
 #include "dialects/tessel/IR/TesselDialect.h"
 
+#include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/Error.h"
 
@@ -87,6 +88,8 @@ private:
                        const DecoderLayerFn &layerFn);
   llvm::SmallVector<mlir::RankedTensorType, 2> cacheTypes() const;
   void addError(const llvm::Twine &message);
+  /// Marks params whose GGUF block format the weight writer must dequantize.
+  void markDequantized(mlir::Operation *op, const import::WeightInfo &info);
 
   mlir::MLIRContext *context_;
   const import::ModelConfig &config_;
@@ -99,6 +102,8 @@ private:
   mlir::Value positions_;
   std::vector<LayerCache> caches_;
   llvm::StringSet<> used_;
+  /// Weights already checked (each entry point references them again), by name.
+  llvm::StringMap<std::pair<std::string, mlir::Type>> checked_;
   std::vector<std::string> errors_;
 };
 

@@ -1,6 +1,7 @@
 # lit configuration of the tessel test suite (dialects, passes, models, tools).
 # SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
 import os
+import sys
 
 import lit.formats
 
@@ -15,3 +16,4 @@ config.environment["PATH"] = os.pathsep.join(
     [config.tessel_tools_dir, config.llvm_tools_dir, config.environment.get("PATH", "")])
 config.substitutions.append(("%tessel_src", config.tessel_src_root))
 config.substitutions.append(("FileCheck", config.filecheck))
+config.substitutions.append(("%python", sys.executable))
