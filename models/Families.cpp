@@ -35,11 +35,11 @@ std::string tessel::models::layerPrefix(int64_t layer) {
 }
 
 mlir::Value tessel::models::preNormDecoderLayer(
-    ModelBuilder &b, int64_t layer, mlir::Value x, bool qkvBias,
+    ModelBuilder &b, int64_t layer, mlir::Value x, bool qkvBias, bool outputBias,
     const std::function<mlir::Value(mlir::Value, const std::string &)> &mlp) {
   std::string p = layerPrefix(layer);
   mlir::Value attn =
-      b.attention(layer, b.rmsNorm(x, p + "input_layernorm.weight"), p + "self_attn.", qkvBias);
+      b.attention(layer, b.rmsNorm(x, p + "input_layernorm.weight"), p + "self_attn.", qkvBias, outputBias);
   mlir::Value h = b.add(x, attn);
   return b.add(h, mlp(b.rmsNorm(h, p + "post_attention_layernorm.weight"), p));
 }

@@ -33,6 +33,7 @@ std::string supportedModelTypes();
 /// The standard pre-norm decoder layer of Llama-like families:
 /// h = x + attn(norm(x)); out = h + mlp(norm(h)), with `mlp` given.
 mlir::Value preNormDecoderLayer(ModelBuilder &b, int64_t layer, mlir::Value x, bool qkvBias,
+                                bool outputBias,
                                 const std::function<mlir::Value(mlir::Value,
                                                                 const std::string &)> &mlp);
 

@@ -28,7 +28,7 @@ void readMixtralConfig(ConfigReader &reader, ModelConfig &config) {
 }
 
 mlir::Value mixtralLayer(ModelBuilder &b, int64_t layer, mlir::Value x) {
-  return preNormDecoderLayer(b, layer, x, /*qkvBias=*/false,
+  return preNormDecoderLayer(b, layer, x, /*qkvBias=*/false, /*outputBias=*/false,
                              [&](mlir::Value y, const std::string &p) {
                                std::string moe = p + "block_sparse_moe.";
                                return b.moe(y, moe + "gate.weight", std::nullopt,

@@ -255,10 +255,12 @@ llvm::SmallVector<RankedTensorType, 2> ModelBuilder::cacheTypes() const {
   return {kv, kv};
 }
 
-Value ModelBuilder::attention(int64_t layer, Value x, llvm::StringRef prefix, bool qkvBias) {
+Value ModelBuilder::attention(int64_t layer, Value x, llvm::StringRef prefix, bool qkvBias,
+                              bool outputBias) {
   const ModelConfig &c = config_;
   std::string p = prefix.str();
-  std::string qb = p + "q_proj.bias", kb = p + "k_proj.bias", vb = p + "v_proj.bias";
+  std::string qb = p + "q_proj.bias", kb = p + "k_proj.bias", vb = p + "v_proj.bias",
+              ob = p + "o_proj.bias";
   Value q = linear(x, p + "q_proj.weight", c.num_heads * c.head_dim,
                    qkvBias ? std::optional<llvm::StringRef>(qb) : std::nullopt);
   Value k = linear(x, p + "k_proj.weight", c.num_kv_heads * c.head_dim,
@@ -281,7 +283,8 @@ Value ModelBuilder::attention(int64_t layer, Value x, llvm::StringRef prefix, bo
       builder_.getF64FloatAttr(1.0 / std::sqrt(static_cast<double>(c.head_dim))),
       builder_.getUnitAttr(), window, FloatAttr());
   return linear(reshape(attn, {c.num_heads * c.head_dim}), p + "o_proj.weight",
-                c.hidden_size);
+                c.hidden_size,
+                outputBias ? std::optional<llvm::StringRef>(ob) : std::nullopt);
 }
 
 Value ModelBuilder::mlaAttention(int64_t layer, Value x, llvm::StringRef prefix) {

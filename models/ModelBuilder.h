@@ -68,8 +68,9 @@ public:
   mlir::Value slice(mlir::Value x, int64_t dim, int64_t start, int64_t size);
   mlir::Value rope(mlir::Value x, const import::RopeConfig &rope);
   /// Standard attention of layer `layer` with projections under `prefix`
-  /// ("model.layers.N.self_attn."): q/k/v (+ biases), RoPE, cache write, o_proj.
-  mlir::Value attention(int64_t layer, mlir::Value x, llvm::StringRef prefix, bool qkvBias);
+  /// ("model.layers.N.self_attn."): q/k/v (+ biases), RoPE, cache write, o_proj (+ bias).
+  mlir::Value attention(int64_t layer, mlir::Value x, llvm::StringRef prefix, bool qkvBias,
+                        bool outputBias);
   /// DeepSeek MLA of layer `layer` under `prefix`.
   mlir::Value mlaAttention(int64_t layer, mlir::Value x, llvm::StringRef prefix);
   /// Routed experts: router over `gate` (+ bias) and stacked expert weights.
