@@ -5,6 +5,8 @@
 
 #include "llvm/ADT/StringExtras.h"
 
+#include <cmath>
+
 using namespace tessel::models;
 using tessel::import::ModelConfig;
 using tessel::import::RopeConfig;
@@ -208,6 +210,21 @@ void tessel::models::readRope(ConfigReader &reader, int64_t rotaryDim, RopeConfi
   scaling.mscale = nested.getDouble("mscale", 1.0);
   scaling.mscale_all_dim = nested.getDouble("mscale_all_dim", 0.0);
   scaling.attention_factor = nested.getDouble("attention_factor", 0.0);
+  if (type == "yarn" && !nested.has("factor") && scaling.original_max_position > 0)
+    scaling.factor = static_cast<double>(reader.getInt("max_position_embeddings", 0)) /
+                     static_cast<double>(scaling.original_max_position);
+  if (type == "yarn" && scaling.attention_factor == 0.0) {
+    // The cos/sin scale of YaRN as transformers derives it (modeling_rope_utils.py):
+    // mscale(factor, mscale) / mscale(factor, mscale_all_dim) when both are given and
+    // non-zero, else mscale(factor); mscale(s, m) = 0.1 * m * ln(s) + 1 for s > 1, else 1.
+    auto mscaleOf = [](double scale, double m) {
+      return scale <= 1.0 ? 1.0 : 0.1 * m * std::log(scale) + 1.0;
+    };
+    bool both = nested.getDouble("mscale", 0.0) != 0.0 && scaling.mscale_all_dim != 0.0;
+    scaling.attention_factor = both ? mscaleOf(scaling.factor, scaling.mscale) /
+                                          mscaleOf(scaling.factor, scaling.mscale_all_dim)
+                                    : mscaleOf(scaling.factor, 1.0);
+  }
   if (llvm::Error error = nested.finish())
     reader.error(llvm::toString(std::move(error)));
   if (!(scaling.factor > 0.0))
