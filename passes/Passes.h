@@ -8,6 +8,8 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Pass/Pass.h"
 
+#include "dialects/tessel_exec/IR/TesselExecDialect.h"
+
 namespace mlir::tessel {
 
 #define GEN_PASS_DECL

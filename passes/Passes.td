@@ -29,4 +29,53 @@ def TesselWeightStats : Pass<"tessel-weight-stats", "::mlir::ModuleOp"> {
   ];
 }
 
+def TesselLowerToExec : Pass<"tessel-lower-to-exec", "::mlir::ModuleOp"> {
+  let summary = "Bufferizes tessel entry points into tessel_exec launches";
+  let description = [{
+    Rewrites every function from tensors to buffers in destination-passing style: each
+    tessel op becomes a `tessel_exec.launch` of the kernel of the same name writing a
+    fresh `tessel_exec.alloc`; `tessel.param` and `tessel.expert_params` become
+    `tessel_exec.weight`; `tessel.reshape` becomes a `tessel_exec.view` (no copy);
+    `tessel.kv_cache_write` writes its cache argument in place. Function arguments and
+    results become memrefs of the same shapes.
+
+    ```mlir
+    // Before
+    %w = tessel.param "w" : tensor<32x64xf32>
+    %y = tessel.matmul %x, %w : (tensor<?x?x64xf32>, tensor<32x64xf32>) -> tensor<?x?x32xf32>
+    // After
+    %w = tessel_exec.weight "w" : memref<32x64xf32>
+    %0 = tessel_exec.alloc : memref<?x?x32xf32>
+    tessel_exec.launch "matmul" ins(%x, %w : memref<?x?x64xf32>, memref<32x64xf32>)
+        outs(%0 : memref<?x?x32xf32>) {layout = #tessel.layout<out_in>}
+    ```
+  }];
+  let dependentDialects = ["::mlir::tessel_exec::TesselExecDialect"];
+}
+
+def TesselMemoryPlan : Pass<"tessel-memory-plan", "::mlir::ModuleOp"> {
+  let summary = "Places activations in one arena by liveness; reports the peak";
+  let description = [{
+    For each entry point, computes every `tessel_exec.alloc`'s lifetime (from the launch
+    that first writes it to the last launch that reads it or a view of it; returned
+    buffers live to the end), merges the output of a purely elementwise launch into an
+    input that dies there (in-place reuse), then places the buffers greedily by size,
+    largest first, at the lowest 64-byte aligned offset that overlaps no buffer alive at
+    the same time (the greedy-by-size strategy of TFLite's arena planner, O(n^2) in the
+    number of buffers). Offsets and sizes are in bytes per token. The peak is attached to
+    the function as `tessel_exec.arena_bytes_per_token`.
+
+    ```mlir
+    // After --tessel-memory-plan
+    func.func @decode(...) attributes {tessel_exec.arena_bytes_per_token = 1280 : i64} {
+      %0 = tessel_exec.alloc {offset = 0 : i64} : memref<?x1x64xf32>
+      %1 = tessel_exec.alloc {offset = 256 : i64} : memref<?x1x128xf32>
+    ```
+  }];
+  let options = [
+    Option<"emitRemarks", "emit-remarks", "bool", /*default=*/"false",
+           "Report each entry point's arena peak as a remark">,
+  ];
+}
+
 #endif // TESSEL_PASSES_TD

@@ -3,6 +3,7 @@
 // SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
 //===----------------------------------------------------------------------===//
 #include "dialects/tessel/IR/TesselDialect.h"
+#include "dialects/tessel_exec/IR/TesselExecDialect.h"
 #include "passes/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -18,7 +19,8 @@ int main(int argc, char **argv) {
   mlir::tessel::registerTesselPasses();
 
   mlir::DialectRegistry registry;
-  registry.insert<mlir::tessel::TesselDialect, mlir::func::FuncDialect>();
+  registry.insert<mlir::tessel::TesselDialect, mlir::tessel_exec::TesselExecDialect,
+                  mlir::func::FuncDialect>();
   return mlir::asMainReturnCode(
       mlir::MlirOptMain(argc, argv, "tessel optimizer driver\n", registry));
 }
