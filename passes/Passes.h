@@ -18,6 +18,18 @@ namespace mlir::tessel {
 #define GEN_PASS_REGISTRATION
 #include "passes/Passes.h.inc"
 
+struct CompilePipelineOptions {
+  /// Run canonicalization and CSE on the imported graph first.
+  bool canonicalize = true;
+};
+
+/// The compile pipeline from an imported tessel module to a planned tessel_exec module:
+/// canonicalize, CSE, --tessel-lower-to-exec, --tessel-memory-plan.
+void buildCompilePipeline(OpPassManager &pm, const CompilePipelineOptions &options);
+
+/// Registers `--tessel-compile-pipeline` for tessel-opt.
+void registerCompilePipeline();
+
 } // namespace mlir::tessel
 
 #endif // TESSEL_PASSES_PASSES_H

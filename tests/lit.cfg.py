@@ -10,7 +10,7 @@ config.test_format = lit.formats.ShTest(execute_external=True)
 config.suffixes = [".mlir", ".test"]
 config.test_source_root = os.path.join(config.tessel_src_root, "tests")
 config.test_exec_root = os.path.join(config.tessel_obj_root, "tests")
-config.excludes = ["CMakeLists.txt", "lit.cfg.py", "runtime", "fuzz", "gpu", "build", "tiny", "README.md"]
+config.excludes = ["Output", "CMakeLists.txt", "lit.cfg.py", "runtime", "fuzz", "gpu", "build", "tiny", "README.md"]
 
 config.environment["PATH"] = os.pathsep.join(
     [config.tessel_tools_dir, config.llvm_tools_dir, config.environment.get("PATH", "")])

@@ -86,6 +86,19 @@ public:
       names.push_back(tensor.name);
     return names;
   }
+  std::span<const uint8_t> data(const std::string &name) const override {
+    const GgufTensorInfo *tensor = file_->FindTensor(name);
+    return tensor ? file_->Data(*tensor) : std::span<const uint8_t>();
+  }
+  llvm::Error dequantize(const std::string &name, std::span<float> out) const override {
+    const GgufTensorInfo *tensor = file_->FindTensor(name);
+    if (!tensor)
+      return makeError("GGUF tensor '" + name + "' is missing");
+    absl::Status status = DequantizeToF32(*tensor, file_->Data(*tensor), out);
+    if (!status.ok())
+      return makeError(std::string(status.message()));
+    return llvm::Error::success();
+  }
 
 private:
   std::unique_ptr<GgufFile> file_;

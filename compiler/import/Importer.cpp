@@ -48,6 +48,10 @@ public:
   bool isIgnorable(const std::string &name) const override {
     return tied_ && name == "lm_head.weight";
   }
+  std::span<const uint8_t> data(const std::string &name) const override {
+    const TensorInfo *tensor = checkpoint_->Find(name);
+    return tensor ? checkpoint_->Data(*tensor) : std::span<const uint8_t>();
+  }
 
 private:
   std::unique_ptr<SafetensorsCheckpoint> checkpoint_;
@@ -114,7 +118,7 @@ llvm::Expected<ModelConfig> tessel::import::readModelConfig(const std::string &p
   return readHFConfig(path);
 }
 
-llvm::Expected<mlir::OwningOpRef<mlir::ModuleOp>>
+llvm::Expected<ImportedModel>
 tessel::import::importCheckpoint(mlir::MLIRContext &context, const std::string &path,
                                  const ImportOptions &options) {
   context.loadDialect<mlir::tessel::TesselDialect, mlir::func::FuncDialect>();
@@ -145,5 +149,10 @@ tessel::import::importCheckpoint(mlir::MLIRContext &context, const std::string &
   auto module = builder.build(family->layer);
   if (!module)
     return makeError(path + ": " + llvm::toString(module.takeError()));
-  return module;
+  ImportedModel imported;
+  imported.module = std::move(*module);
+  imported.weights = std::move(weights);
+  imported.config = std::move(*config);
+  imported.max_context = maxContext;
+  return imported;
 }

@@ -8,8 +8,11 @@
 
 #include "runtime/weights/dtype.h"
 
+#include "llvm/Support/Error.h"
+
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -30,6 +33,13 @@ public:
   virtual std::vector<std::string> storedNames() const = 0;
   /// Stored names the graph need not use (e.g. a saved lm_head of a tied model).
   virtual bool isIgnorable(const std::string &storedName) const { return false; }
+  /// The stored bytes of tensor `storedName` (mapped, not copied); empty if absent.
+  virtual std::span<const uint8_t> data(const std::string &storedName) const = 0;
+  /// Expands a block-quantized tensor (GGUF Q4_1, Q4_K, Q6_K, ...) to f32 into `out`.
+  virtual llvm::Error dequantize(const std::string &storedName, std::span<float> out) const {
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   "tensor '" + storedName + "' cannot be dequantized");
+  }
 };
 
 } // namespace tessel::import

@@ -1,8 +1,13 @@
 //===- tessel-compile.cpp - the tessel compiler driver ----------*- C++ -*-===//
-// Imports a checkpoint (Hugging Face directory or GGUF file) and emits its tessel IR.
+// Compiles a checkpoint (Hugging Face directory or GGUF file) into a deployment artifact,
+// or prints its tessel IR at some stage.
 // SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
 //===----------------------------------------------------------------------===//
+#include "compiler/emit/Artifact.h"
 #include "compiler/import/Importer.h"
+#include "passes/Passes.h"
+
+#include "mlir/Pass/PassManager.h"
 
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Support/FileUtilities.h"
@@ -22,16 +27,25 @@ cl::opt<std::string> inputPath(cl::Positional, cl::Required,
                                cl::desc("<checkpoint: Hugging Face directory or .gguf file>"),
                                cl::cat(category));
 
-enum class EmitKind { MLIR, Config };
-cl::opt<EmitKind> emit("emit", cl::desc("What to produce"), cl::init(EmitKind::MLIR),
-                       cl::values(clEnumValN(EmitKind::MLIR, "mlir",
-                                             "the verified tessel module (prefill + decode)"),
-                                  clEnumValN(EmitKind::Config, "config",
-                                             "the architecture read from the checkpoint")),
-                       cl::cat(category));
+enum class EmitKind { Artifact, MLIR, Exec, Config };
+cl::opt<EmitKind> emit(
+    "emit",
+    cl::desc("What to produce (default: an artifact with -o DIR, else --emit=mlir on stdout)"),
+    cl::values(clEnumValN(EmitKind::Artifact, "artifact",
+                          "a deployment artifact directory (plan.tsl, weights, manifest)"),
+               clEnumValN(EmitKind::MLIR, "mlir", "the imported tessel module (prefill + decode)"),
+               clEnumValN(EmitKind::Exec, "exec",
+                          "the lowered, memory-planned tessel_exec module"),
+               clEnumValN(EmitKind::Config, "config",
+                          "the architecture read from the checkpoint")),
+    cl::cat(category));
 
-cl::opt<std::string> outputPath("o", cl::desc("Output file ('-' for stdout)"),
-                                cl::value_desc("file"), cl::init("-"), cl::cat(category));
+cl::opt<std::string> outputPath("o",
+                                cl::desc("Output: the artifact directory, or a file for "
+                                         "--emit=mlir/exec/config ('-' for stdout)"),
+                                cl::value_desc("path"), cl::init("-"), cl::cat(category));
+
+cl::opt<bool> quiet("quiet", cl::desc("Do not report progress"), cl::cat(category));
 
 cl::opt<int64_t> maxContext("max-context",
                             cl::desc("KV cache capacity in tokens (default: the model's "
@@ -75,39 +89,75 @@ int main(int argc, char **argv) {
   cl::ParseCommandLineOptions(
       argc, argv,
       "tessel-compile: compile a transformer checkpoint\n\n"
-      "  tessel-compile <hf-dir | model.gguf> --emit=mlir [-o out.mlir]\n\n"
+      "  tessel-compile <hf-dir | model.gguf> -o <artifact-dir>\n"
+      "  tessel-compile <hf-dir | model.gguf> --emit=mlir|exec|config [-o file]\n\n"
       "Supported model types: llama, mistral, qwen2, mixtral, deepseek_v2, deepseek_v3 "
       "(Hugging Face);\nllama, qwen2 (GGUF).\n");
   auto start = std::chrono::steady_clock::now();
 
-  std::string errorMessage;
-  auto output = mlir::openOutputFile(outputPath, &errorMessage);
-  if (!output)
-    return fail(errorMessage);
+  EmitKind kind = emit.getNumOccurrences()
+                      ? emit.getValue()
+                      : (outputPath == "-" ? EmitKind::MLIR : EmitKind::Artifact);
+  if (kind == EmitKind::Artifact && outputPath == "-")
+    return fail("an artifact needs a directory: give -o <artifact-dir> (or --emit=mlir to "
+                "print the IR)");
 
-  if (emit == EmitKind::Config) {
+  if (kind == EmitKind::Config) {
     auto config = ::tessel::import::readModelConfig(inputPath);
     if (!config)
       return fail(llvm::toString(config.takeError()));
+    std::string errorMessage;
+    auto output = mlir::openOutputFile(outputPath, &errorMessage);
+    if (!output)
+      return fail(errorMessage);
     printConfig(*config, output->os());
     output->keep();
     return 0;
   }
 
   mlir::MLIRContext context;
+  context.loadDialect<mlir::tessel_exec::TesselExecDialect>();
   ::tessel::import::ImportOptions options;
   options.max_context = maxContext;
-  auto module = ::tessel::import::importCheckpoint(context, inputPath, options);
-  if (!module)
-    return fail(llvm::toString(module.takeError()));
-  (*module)->print(output->os());
-  output->os() << "\n";
-  output->keep();
-  if (verbose) {
+  auto imported = ::tessel::import::importCheckpoint(context, inputPath, options);
+  if (!imported)
+    return fail(llvm::toString(imported.takeError()));
+  mlir::ModuleOp module = *imported->module;
+  auto report = [&](llvm::StringRef what) {
+    if (!verbose)
+      return;
     double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    llvm::errs() << "tessel-compile: imported " << inputPath << " in "
-                 << llvm::format("%.3f", seconds) << " s\n";
+    llvm::errs() << "tessel-compile: " << what << " after " << llvm::format("%.3f", seconds)
+                 << " s\n";
+  };
+  report("imported " + inputPath);
+
+  if (kind != EmitKind::MLIR) {
+    mlir::PassManager pm(&context);
+    mlir::tessel::buildCompilePipeline(pm, mlir::tessel::CompilePipelineOptions());
+    if (mlir::failed(pm.run(module)))
+      return fail("the compile pipeline failed (see the diagnostics above)");
+    report("lowered and planned");
   }
+  if (kind == EmitKind::Artifact) {
+    ::tessel::emit::ArtifactOptions artifact;
+    artifact.output_dir = outputPath;
+    artifact.checkpoint_path = inputPath;
+    artifact.progress = !quiet;
+    if (llvm::Error error = ::tessel::emit::writeArtifact(module, *imported, artifact))
+      return fail(llvm::toString(std::move(error)));
+    report("wrote " + outputPath);
+    if (!quiet)
+      llvm::errs() << "tessel-compile: wrote " << outputPath << "\n";
+    return 0;
+  }
+  std::string errorMessage;
+  auto output = mlir::openOutputFile(outputPath, &errorMessage);
+  if (!output)
+    return fail(errorMessage);
+  module->print(output->os());
+  output->os() << "\n";
+  output->keep();
   return 0;
 }

@@ -17,6 +17,7 @@ int main(int argc, char **argv) {
   mlir::registerSymbolDCEPass();
   mlir::registerInlinerPass();
   mlir::tessel::registerTesselPasses();
+  mlir::tessel::registerCompilePipeline();
 
   mlir::DialectRegistry registry;
   registry.insert<mlir::tessel::TesselDialect, mlir::tessel_exec::TesselExecDialect,

@@ -1,0 +1,309 @@
+//===- ArtifactWriter.cpp - deployment artifact directories -----*- C++ -*-===//
+// SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+//===----------------------------------------------------------------------===//
+#include "compiler/emit/Artifact.h"
+
+#include "dialects/tessel/IR/TesselDialect.h"
+#include "dialects/tessel_exec/IR/TesselExecDialect.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "runtime/plan/format.h"
+#include "runtime/schema/plan_generated.h"
+
+#include "llvm/ADT/StringMap.h"
+#include "llvm/ADT/StringSet.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/Process.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <chrono>
+
+using namespace mlir;
+namespace tp = ::tessel::plan;
+using ::tessel::DType;
+using ::tessel::emit::WeightRecord;
+using ::tessel::import::ImportedModel;
+
+namespace {
+
+llvm::Error makeError(const llvm::Twine &message) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), message);
+}
+
+/// What the writer needs to know of one weight of the module.
+struct WeightSpec {
+  std::string name;
+  int64_t experts = 0;
+  MemRefType type;
+  std::optional<std::string> dequantize;
+  Type quant;
+};
+
+std::optional<tp::DType> planDType(DType dtype) {
+  switch (dtype) {
+  case DType::kF32: return tp::DType::F32;
+  case DType::kF16: return tp::DType::F16;
+  case DType::kBF16: return tp::DType::BF16;
+  case DType::kF8E4M3: return tp::DType::F8E4M3;
+  case DType::kI8: return tp::DType::I8;
+  case DType::kI32: return tp::DType::I32;
+  case DType::kI64: return tp::DType::I64;
+  case DType::kQ8_0: return tp::DType::Q8_0;
+  case DType::kQ4_0: return tp::DType::Q4_0;
+  default: return std::nullopt;
+  }
+}
+
+std::string formatBytes(uint64_t bytes) {
+  std::string s;
+  if (bytes >= 1000000000)
+    llvm::raw_string_ostream(s) << llvm::format("%.2f GB", bytes / 1e9);
+  else
+    llvm::raw_string_ostream(s) << llvm::format("%.1f MB", bytes / 1e6);
+  return s;
+}
+
+/// Collects the distinct weights of every entry point, in first-use order.
+std::vector<WeightSpec> collectWeights(ModuleOp module) {
+  std::vector<WeightSpec> specs;
+  llvm::StringSet<> seen;
+  module.walk([&](tessel_exec::WeightOp weight) {
+    if (!seen.insert(weight.getName()).second)
+      return;
+    WeightSpec spec;
+    spec.name = weight.getName().str();
+    spec.experts = weight.getExperts();
+    spec.type = cast<MemRefType>(weight.getType());
+    if (auto dq = weight.getDequantize())
+      spec.dequantize = dq->str();
+    if (auto quant = weight.getQuant())
+      spec.quant = *quant;
+    specs.push_back(spec);
+  });
+  return specs;
+}
+
+/// Writes `bytes` at the end of `os`, aligned; returns its record fields.
+class WeightFileWriter {
+public:
+  explicit WeightFileWriter(llvm::raw_fd_ostream &os) : os_(os) {}
+  uint64_t append(std::span<const uint8_t> bytes, uint64_t *checksum, uint64_t hash) {
+    uint64_t pad = (::tessel::plan_format::kWeightAlignment -
+                    offset_ % ::tessel::plan_format::kWeightAlignment) %
+                   ::tessel::plan_format::kWeightAlignment;
+    static const char zeros[256] = {};
+    os_.write(zeros, pad);
+    offset_ += pad;
+    uint64_t at = offset_;
+    os_.write(reinterpret_cast<const char *>(bytes.data()), bytes.size());
+    offset_ += bytes.size();
+    *checksum = ::tessel::plan_format::Fnv1a64(bytes.data(), bytes.size(), hash);
+    return at;
+  }
+  /// Appends without padding (the next part of a stacked weight).
+  void appendContiguous(std::span<const uint8_t> bytes, uint64_t *checksum) {
+    os_.write(reinterpret_cast<const char *>(bytes.data()), bytes.size());
+    offset_ += bytes.size();
+    *checksum = ::tessel::plan_format::Fnv1a64(bytes.data(), bytes.size(), *checksum);
+  }
+  uint64_t offset() const { return offset_; }
+
+private:
+  llvm::raw_fd_ostream &os_;
+  uint64_t offset_ = 0;
+};
+
+llvm::Expected<std::vector<WeightRecord>>
+writeWeights(const std::vector<WeightSpec> &specs, const ImportedModel &model,
+             const std::string &path, bool progress) {
+  std::error_code ec;
+  llvm::raw_fd_ostream os(path, ec);
+  if (ec)
+    return makeError("cannot create " + path + ": " + ec.message());
+  WeightFileWriter writer(os);
+  std::vector<WeightRecord> records;
+  uint64_t total = 0;
+  for (const WeightSpec &spec : specs)
+    total += spec.type.getNumElements() *
+             std::max<int64_t>(1, tessel_exec::elementBytes(spec.type.getElementType()));
+  auto lastReport = std::chrono::steady_clock::now();
+  const ::tessel::import::WeightSource &source = *model.weights;
+  for (auto [i, spec] : llvm::enumerate(specs)) {
+    WeightRecord record;
+    record.name = spec.name;
+    record.shape.assign(spec.type.getShape().begin(), spec.type.getShape().end());
+    std::vector<std::string> parts;
+    if (spec.experts > 0) {
+      for (int64_t e = 0; e < spec.experts; ++e) {
+        std::string name = spec.name;
+        name.replace(name.find("{}"), 2, std::to_string(e));
+        parts.push_back(name);
+      }
+    } else {
+      parts.push_back(spec.name);
+    }
+    // Weights carry their stored names (GGUF's differ from Hugging Face's), which is
+    // what data() and dequantize() look up.
+    if (spec.dequantize) {
+      std::vector<float> values(spec.type.getNumElements());
+      if (llvm::Error error = source.dequantize(spec.name, values))
+        return std::move(error);
+      record.dtype = static_cast<uint8_t>(tp::DType::F32);
+      record.size = values.size() * sizeof(float);
+      record.offset = writer.append(
+          {reinterpret_cast<const uint8_t *>(values.data()), record.size}, &record.checksum,
+          0xcbf29ce484222325ull);
+    } else {
+      std::optional<tp::DType> dtype;
+      for (auto [p, part] : llvm::enumerate(parts)) {
+        std::span<const uint8_t> bytes = source.data(part);
+        if (bytes.empty())
+          return makeError("weight '" + part + "' has no data in the checkpoint");
+        if (p == 0) {
+          record.offset = writer.append(bytes, &record.checksum, 0xcbf29ce484222325ull);
+        } else {
+          writer.appendContiguous(bytes, &record.checksum);
+        }
+        record.size += bytes.size();
+      }
+      // The element type of the buffer says how the bytes are stored.
+      Type element = spec.type.getElementType();
+      if (spec.quant) {
+        auto q = cast<mlir::tessel::QuantizedTensorType>(spec.quant);
+        bool gguf32 = q.getScheme() == mlir::tessel::QuantScheme::group && q.getGroupSize() == 32 &&
+                      q.getScaleType().isF16();
+        if (gguf32 && element.isSignlessInteger(8))
+          dtype = tp::DType::Q8_0;
+        else if (gguf32 && element.isSignlessInteger(4))
+          dtype = tp::DType::Q4_0;
+        else
+          return makeError("weight '" + spec.name + "' has a quantized type the plan cannot "
+                           "store yet");
+      } else if (element.isF32()) {
+        dtype = tp::DType::F32;
+      } else if (element.isF16()) {
+        dtype = tp::DType::F16;
+      } else if (element.isBF16()) {
+        dtype = tp::DType::BF16;
+      } else {
+        return makeError("weight '" + spec.name + "' has an element type the plan cannot store");
+      }
+      record.dtype = static_cast<uint8_t>(*dtype);
+    }
+    records.push_back(record);
+    auto now = std::chrono::steady_clock::now();
+    if (progress && (now - lastReport > std::chrono::seconds(1) || i + 1 == specs.size())) {
+      llvm::errs() << "tessel-compile: wrote weights " << (i + 1) << "/" << specs.size() << " ("
+                   << formatBytes(writer.offset()) << " of ~" << formatBytes(total) << ")\n";
+      lastReport = now;
+    }
+  }
+  os.close();
+  if (os.has_error())
+    return makeError("writing " + path + " failed: " + os.error().message());
+  return records;
+}
+
+llvm::Error writeFile(const std::string &path, llvm::StringRef contents) {
+  std::error_code ec;
+  llvm::raw_fd_ostream os(path, ec);
+  if (ec)
+    return makeError("cannot create " + path + ": " + ec.message());
+  os << contents;
+  os.close();
+  if (os.has_error())
+    return makeError("writing " + path + " failed: " + os.error().message());
+  return llvm::Error::success();
+}
+
+std::string manifestJson(ModuleOp module, const ImportedModel &model,
+                         const std::vector<WeightRecord> &weights) {
+  const ::tessel::import::ModelConfig &c = model.config;
+  llvm::json::Array entries;
+  for (auto func : module.getOps<func::FuncOp>()) {
+    int64_t launches = llvm::range_size(func.front().getOps<tessel_exec::LaunchOp>());
+    auto peak = func->getAttrOfType<IntegerAttr>("tessel_exec.arena_bytes_per_token");
+    entries.push_back(llvm::json::Object{
+        {"name", func.getSymName()},
+        {"instructions", launches},
+        {"arena_bytes_per_token", peak ? peak.getInt() : 0}});
+  }
+  uint64_t bytes = 0;
+  for (const WeightRecord &w : weights)
+    bytes += w.size;
+  llvm::json::Object manifest{
+      {"format", llvm::json::Object{{"major", ::tessel::plan_format::kMajor},
+                                    {"minor", ::tessel::plan_format::kMinor}}},
+      {"model", llvm::json::Object{{"model_type", c.model_type},
+                                   {"source", c.source},
+                                   {"layers", c.num_layers},
+                                   {"hidden_size", c.hidden_size},
+                                   {"vocab_size", c.vocab_size},
+                                   {"max_context", model.max_context}}},
+      {"entry_points", std::move(entries)},
+      {"weights", llvm::json::Object{{"count", static_cast<int64_t>(weights.size())},
+                                     {"bytes", static_cast<int64_t>(bytes)},
+                                     {"files", llvm::json::Array{"weights.rank0.bin"}}}}};
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  os << llvm::formatv("{0:2}", llvm::json::Value(std::move(manifest))) << "\n";
+  return text;
+}
+
+} // namespace
+
+namespace tessel::emit {
+llvm::Error writeArtifact(mlir::ModuleOp module, const import::ImportedModel &model,
+                          const ArtifactOptions &options) {
+  std::string finalDir = options.output_dir;
+  while (finalDir.size() > 1 && finalDir.back() == '/')
+    finalDir.pop_back();
+  std::string tmpDir = finalDir + ".tmp-" + std::to_string(llvm::sys::Process::getProcessId());
+  llvm::sys::fs::remove_directories(tmpDir);
+  if (std::error_code ec = llvm::sys::fs::create_directories(tmpDir))
+    return makeError("cannot create " + tmpDir + ": " + ec.message());
+  auto fail = [&](llvm::Error error) {
+    llvm::sys::fs::remove_directories(tmpDir);
+    return error;
+  };
+
+  std::vector<WeightSpec> specs = collectWeights(module);
+  auto records = writeWeights(specs, model, tmpDir + "/weights.rank0.bin", options.progress);
+  if (!records)
+    return fail(records.takeError());
+  auto plan = emitPlan(module, model, *records);
+  if (!plan)
+    return fail(plan.takeError());
+  if (llvm::Error error = writeFile(
+          tmpDir + "/plan.tsl",
+          llvm::StringRef(reinterpret_cast<const char *>(plan->data()), plan->size())))
+    return fail(std::move(error));
+  if (llvm::Error error =
+          writeFile(tmpDir + "/manifest.json", manifestJson(module, model, *records)))
+    return fail(std::move(error));
+  if (llvm::sys::fs::is_directory(options.checkpoint_path)) {
+    for (const char *name : {"tokenizer.json", "tokenizer_config.json", "tokenizer.model",
+                             "special_tokens_map.json", "generation_config.json"}) {
+      llvm::SmallString<256> from(options.checkpoint_path);
+      llvm::sys::path::append(from, name);
+      if (!llvm::sys::fs::exists(from))
+        continue;
+      if (std::error_code ec = llvm::sys::fs::copy_file(from, tmpDir + "/" + name))
+        return fail(makeError("cannot copy " + from + ": " + ec.message()));
+    }
+  }
+  // Swap into place: an existing artifact of the same name is replaced only now.
+  std::string oldDir;
+  if (llvm::sys::fs::exists(finalDir)) {
+    oldDir = finalDir + ".old-" + std::to_string(llvm::sys::Process::getProcessId());
+    if (std::error_code ec = llvm::sys::fs::rename(finalDir, oldDir))
+      return fail(makeError("cannot replace " + finalDir + ": " + ec.message()));
+  }
+  if (std::error_code ec = llvm::sys::fs::rename(tmpDir, finalDir))
+    return fail(makeError("cannot rename " + tmpDir + " to " + finalDir + ": " + ec.message()));
+  if (!oldDir.empty())
+    llvm::sys::fs::remove_directories(oldDir);
+  return llvm::Error::success();
+}
+} // namespace tessel::emit
