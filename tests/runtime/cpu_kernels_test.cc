@@ -4,8 +4,6 @@
 // Every random check draws fresh inputs (seeded from std::random_device, the seed printed on
 // failure) and compares by relative error of norms, ||out - ref|| / ||ref||; NaN never
 // passes. Outputs are poisoned with NaN first, so an unwritten element fails.
-#include "runtime/cpu/kernels.h"
-
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -19,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
+#include "runtime/cpu/kernels.h"
 
 namespace tessel::cpu {
 namespace {
@@ -149,8 +148,8 @@ TEST(MatmulTest, BothLayoutsMatchDoubleReference) {
   struct Shape {
     int64_t rows, k, n;
   };
-  for (const Shape& s : {Shape{1, 1, 1}, Shape{1, 67, 133}, Shape{3, 19, 5}, Shape{130, 45, 70},
-                         Shape{7, 256, 9}}) {
+  for (const Shape& s :
+       {Shape{1, 1, 1}, Shape{1, 67, 133}, Shape{3, 19, 5}, Shape{130, 45, 70}, Shape{7, 256, 9}}) {
     for (bool out_in : {true, false}) {
       for (bool with_bias : {false, true}) {
         for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
@@ -197,7 +196,8 @@ TEST(ElementwiseTest, UnaryBinaryScaleSoftmax) {
       {UnaryOp::kGelu, [](double x) { return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))); }},
       {UnaryOp::kGeluTanh,
        [](double x) {
-         return 0.5 * x * (1 + std::tanh(std::sqrt(2 / std::numbers::pi) * (x + 0.044715 * x * x * x)));
+         return 0.5 * x *
+                (1 + std::tanh(std::sqrt(2 / std::numbers::pi) * (x + 0.044715 * x * x * x)));
        }},
   };
   for (const UnaryCase& c : unary_cases) {
@@ -378,8 +378,8 @@ TEST(RopeTest, MatchesDoubleReferenceForEveryScaling) {
     }
     std::vector<float> out = Poisoned(x.size());
     Rope(x.data(), positions.data(), tokens, heads, head_dim, p, out.data());
-    EXPECT_CLOSE(out, ref, kFp32Tolerance, rng) << "scaling " << static_cast<int>(p.scaling)
-                                                << " interleaved " << p.interleaved;
+    EXPECT_CLOSE(out, ref, kFp32Tolerance, rng)
+        << "scaling " << static_cast<int>(p.scaling) << " interleaved " << p.interleaved;
     // In place gives the same result.
     std::vector<float> in_place = x;
     Rope(in_place.data(), positions.data(), tokens, heads, head_dim, p, in_place.data());
@@ -455,21 +455,27 @@ TEST(RopeTest, InverseFrequenciesMatchTransformers) {
   yarn.original_max_position = 64;
   yarn.attention_factor = 1.138629436111989;
   const Case cases[] = {
-      {"linear", linear, 1,
-       {0.5, 0.15811388194561005, 0.05000000074505806, 0.015811389312148094,
-        0.004999999888241291, 0.0015811389312148094, 0.0005000000237487257,
-        0.00015811389312148094}},
-      {"dynamic seq_len 100", dynamic, 99,
+      {"linear",
+       linear,
+       1,
+       {0.5, 0.15811388194561005, 0.05000000074505806, 0.015811389312148094, 0.004999999888241291,
+        0.0015811389312148094, 0.0005000000237487257, 0.00015811389312148094}},
+      {"dynamic seq_len 100",
+       dynamic,
+       99,
        {1.0, 0.28394514322280884, 0.08062484115362167, 0.0228930301964283, 0.0065003652125597,
         0.0018457469996064901, 0.0005240908940322697, 0.00014881306560710073}},
-      {"llama3", llama3, 1,
+      {"llama3",
+       llama3,
+       1,
        {1.0, 0.07940301299095154, 0.004700753837823868, 0.0009115831344388425,
         0.00017677668074611574, 3.428102354519069e-05, 6.647869668086059e-06,
         1.289173155782919e-06}},
-      {"yarn", yarn, 1,
-       {1.0, 0.23717081546783447, 0.04999999701976776, 0.007905694656074047,
-        0.0024999999441206455, 0.0007905694656074047, 0.0002500000118743628,
-        7.905694656074047e-05}},
+      {"yarn",
+       yarn,
+       1,
+       {1.0, 0.23717081546783447, 0.04999999701976776, 0.007905694656074047, 0.0024999999441206455,
+        0.0007905694656074047, 0.0002500000118743628, 7.905694656074047e-05}},
   };
   for (const Case& c : cases) {
     const std::vector<double> measured = MeasuredInverseFrequencies(c.params, c.max_position);
@@ -497,8 +503,8 @@ TEST(KVCacheWriteTest, WritesRowsAndRejectsOutOfRangePositions) {
   const std::vector<float> update = {1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4};
   const int32_t positions[] = {1, 2, 0, 3};
   ASSERT_TRUE(KVCacheWrite(cache.data(), batch, capacity, row, update.data(), seq, positions).ok());
-  const std::vector<float> expected = {-1, -1, -1, 1, 1, 1, 2, 2, 2, -1, -1, -1,
-                                       3,  3,  3,  -1, -1, -1, -1, -1, -1, 4, 4, 4};
+  const std::vector<float> expected = {-1, -1, -1, 1,  1,  1,  2,  2,  2,  -1, -1, -1,
+                                       3,  3,  3,  -1, -1, -1, -1, -1, -1, 4,  4,  4};
   EXPECT_EQ(cache, expected);
   const int32_t bad[] = {1, 2, 4, 3};
   const absl::Status status =
@@ -549,8 +555,8 @@ TEST(AttentionTest, MatchesDoubleReferenceWithGqaWindowAndSoftcap) {
   AttentionParams softcap{.scale = 0.25, .logit_softcap = 5.0};
   AttentionParams bidirectional{.scale = 0.25, .causal = false};
   const Case cases[] = {
-      {7, 7, 0, causal},   {7, 7, 0, window},       {1, 12, 9, window},  // decode, keys past 9
-      {5, 9, 4, causal},   {6, 6, 0, softcap},      {4, 4, 0, bidirectional},
+      {7, 7, 0, causal}, {7, 7, 0, window},  {1, 12, 9, window},  // decode, keys past 9
+      {5, 9, 4, causal}, {6, 6, 0, softcap}, {4, 4, 0, bidirectional},
   };
   const int64_t batch = 2, heads = 6, kv_heads = 2, dim = 12, v_dim = 10;
   for (const Case& c : cases) {
@@ -634,10 +640,9 @@ TEST(AttentionTest, CausalAndSlidingWindowMasks) {
 TEST(MLAAttentionTest, MatchesExpandedDoubleReference) {
   Random rng;
   ThreadPool pool(2);
-  const int64_t batch = 2, seq = 3, heads = 4, kv_len = 7, nope = 8, rope = 4, rank = 16,
-                v_dim = 6;
-  for (AttentionParams params : {AttentionParams{.scale = 0.3},
-                                 AttentionParams{.scale = 0.3, .sliding_window = 3}}) {
+  const int64_t batch = 2, seq = 3, heads = 4, kv_len = 7, nope = 8, rope = 4, rank = 16, v_dim = 6;
+  for (AttentionParams params :
+       {AttentionParams{.scale = 0.3}, AttentionParams{.scale = 0.3, .sliding_window = 3}}) {
     const std::vector<float> q_nope = rng.Normal(batch * seq * heads * nope);
     const std::vector<float> q_rope = rng.Normal(batch * seq * heads * rope);
     const std::vector<float> latent = rng.Normal(batch * kv_len * rank);
@@ -671,7 +676,8 @@ TEST(MLAAttentionTest, MatchesExpandedDoubleReference) {
           std::vector<bool> visible(kv_len);
           for (int64_t j = 0; j < kv_len; ++j) {
             double dot = 0;
-            for (int64_t d = 0; d < nope; ++d) dot += q_nope[item * nope + d] * k_nope[j * nope + d];
+            for (int64_t d = 0; d < nope; ++d)
+              dot += q_nope[item * nope + d] * k_nope[j * nope + d];
             for (int64_t d = 0; d < rope; ++d) {
               dot += double(q_rope[item * rope + d]) * key_rope[(b * kv_len + j) * rope + d];
             }
@@ -680,7 +686,8 @@ TEST(MLAAttentionTest, MatchesExpandedDoubleReference) {
           }
           const std::vector<double> p = ReferenceSoftmax(scores, visible);
           for (int64_t j = 0; j < kv_len; ++j)
-            for (int64_t d = 0; d < v_dim; ++d) ref[item * v_dim + d] += p[j] * value[j * v_dim + d];
+            for (int64_t d = 0; d < v_dim; ++d)
+              ref[item * v_dim + d] += p[j] * value[j * v_dim + d];
         }
       }
     }
@@ -702,14 +709,15 @@ struct RouterReference {
 // transformers' routers in double: Mixtral/Qwen2-MoE, DeepSeek-V2 group_limited_greedy,
 // DeepSeek-V3 noaux_tc.
 RouterReference ReferenceRouter(const std::vector<float>& x, int64_t tokens, int64_t hidden,
-                                const std::vector<float>& gate, int64_t experts,
-                                const float* bias, const RouterParams& p) {
+                                const std::vector<float>& gate, int64_t experts, const float* bias,
+                                const RouterParams& p) {
   RouterReference ref;
   const int64_t group_size = experts / p.n_group;
   for (int64_t t = 0; t < tokens; ++t) {
     std::vector<double> logits(experts), scores(experts);
     for (int64_t e = 0; e < experts; ++e) {
-      for (int64_t i = 0; i < hidden; ++i) logits[e] += double(x[t * hidden + i]) * gate[e * hidden + i];
+      for (int64_t i = 0; i < hidden; ++i)
+        logits[e] += double(x[t * hidden + i]) * gate[e * hidden + i];
     }
     if (p.sigmoid) {
       for (int64_t e = 0; e < experts; ++e) scores[e] = 1 / (1 + std::exp(-logits[e]));
@@ -766,11 +774,16 @@ TEST(MoERouterTest, MatchesDoubleReferenceForEveryRouter) {
   const Case cases[] = {
       {"mixtral", RouterParams{.top_k = 2, .norm_topk_prob = true}, false},
       {"qwen2-moe", RouterParams{.top_k = 4}, false},
-      {"deepseek-v2", RouterParams{.top_k = 3, .n_group = 4, .topk_group = 2,
-                                   .routed_scaling_factor = 16.0},
+      {"deepseek-v2",
+       RouterParams{.top_k = 3, .n_group = 4, .topk_group = 2, .routed_scaling_factor = 16.0},
        false},
-      {"deepseek-v3", RouterParams{.top_k = 4, .n_group = 4, .topk_group = 2, .sigmoid = true,
-                                   .norm_topk_prob = true, .routed_scaling_factor = 2.5},
+      {"deepseek-v3",
+       RouterParams{.top_k = 4,
+                    .n_group = 4,
+                    .topk_group = 2,
+                    .sigmoid = true,
+                    .norm_topk_prob = true,
+                    .routed_scaling_factor = 2.5},
        true},
   };
   for (const Case& c : cases) {
