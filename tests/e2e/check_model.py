@@ -77,6 +77,9 @@ def main():
     parser.add_argument("--gguf", help="compile this GGUF file instead of the HF directory")
     parser.add_argument("--reference-logits", help="override the reference logits .npy")
     parser.add_argument("--tolerance", type=float, default=TOLERANCE)
+    parser.add_argument("--max-context", type=int,
+                        help="tessel-compile --max-context (a prompt longer than the model's "
+                             "max_position_embeddings, as dynamic NTK RoPE allows)")
     parser.add_argument("--prompt-only", action="store_true",
                         help="check the prompt logits only (dynamic NTK RoPE: HF's cached "
                              "decoding disagrees with its own prefill, see "
@@ -91,7 +94,10 @@ def main():
     failures = []
     with tempfile.TemporaryDirectory() as tmp:
         artifact = os.path.join(tmp, "artifact")
-        run([compile_bin, args.gguf or args.case, "-o", artifact, "--quiet"])
+        compile_cmd = [compile_bin, args.gguf or args.case, "-o", artifact, "--quiet"]
+        if args.max_context:
+            compile_cmd += ["--max-context", str(args.max_context)]
+        run(compile_cmd)
         ids = ",".join(map(str, prompt))
 
         # 1. Prompt logits vs HF.

@@ -1,1 +1,377 @@
-// placeholder
+// tessel-run: generates tokens from an artifact through the C API (prompt ids
+// in, ids out). SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+//
+//   tessel-run <artifact> --prompt-ids 1,2,3 --max-new-tokens 16
+// prints the generated ids space-separated on one line. --logits-out writes the
+// prompt's logits [T, vocab] as a NumPy .npy (v1.0, '<f4', C order): a stable
+// interface used by the end-to-end tests to compare with Hugging Face
+// transformers.
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cinttypes>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "tessel/tessel.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "usage: tessel-run <artifact-dir> --prompt-ids ID,ID,... [options]\n"
+    "\n"
+    "Runs the prompt through the model, then generates tokens; prints the "
+    "generated ids\n"
+    "space-separated on one line.\n"
+    "\n"
+    "options:\n"
+    "  --prompt-ids LIST      comma-separated token ids (required)\n"
+    "  --max-new-tokens N     tokens to generate (default 16; 0: only run the "
+    "prompt)\n"
+    "  --temperature T        sampling temperature; 0 = greedy (default 0)\n"
+    "  --top-k K              sample among the K most likely tokens (default "
+    "0: all)\n"
+    "  --top-p P              nucleus sampling threshold in (0, 1] (default 1: "
+    "off)\n"
+    "  --seed S               sampler seed (default 0)\n"
+    "  --logits-out FILE.npy  write the prompt's logits [T, vocab] as float32 "
+    ".npy\n"
+    "  --device cpu|cuda      executor (default cpu)\n"
+    "  --threads N            CPU threads (default 0: all)\n"
+    "  --max-context N        session context in tokens (default: the "
+    "model's)\n"
+    "  --stop-at-eos          stop after an end-of-sequence token (default)\n"
+    "  --no-stop-at-eos       always generate --max-new-tokens tokens\n"
+    "  --bench                print prefill and decode timings to stderr\n"
+    "  --help                 show this help\n";
+
+struct Options {
+  std::string artifact;
+  std::vector<int32_t> prompt;
+  bool have_prompt = false;
+  int64_t max_new_tokens = 16;
+  tessel_sampling_t sampling = {0.0f, 0, 1.0f, 0};
+  std::string logits_out;
+  int64_t prefill_tokens = 0;  // 0: the whole prompt
+  tessel_device_t device = TESSEL_DEVICE_CPU;
+  int32_t threads = 0;
+  int64_t max_context = 0;
+  bool stop_at_eos = true;
+  bool bench = false;
+};
+
+bool Fail(const std::string& message) {
+  std::fprintf(stderr, "tessel-run: %s\n", message.c_str());
+  return false;
+}
+
+bool ParseInt(const std::string& flag, const std::string& text, int64_t min,
+              int64_t max, int64_t* out) {
+  if (text.empty()) return Fail(flag + " needs an integer, got an empty value");
+  char* end = nullptr;
+  errno = 0;
+  const long long value = std::strtoll(text.c_str(), &end, 10);
+  if (*end != '\0' || errno == ERANGE)
+    return Fail(flag + ": '" + text + "' is not an integer");
+  if (value < min || value > max) {
+    return Fail(flag + ": " + text + " is outside [" + std::to_string(min) +
+                ", " + std::to_string(max) + "]");
+  }
+  *out = value;
+  return true;
+}
+
+bool ParseFloat(const std::string& flag, const std::string& text, double min,
+                double max, float* out) {
+  char* end = nullptr;
+  errno = 0;
+  const double value = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || errno == ERANGE ||
+      !(value >= min && value <= max)) {
+    return Fail(flag + ": '" + text + "' is not a number in [" +
+                std::to_string(min) + ", " + std::to_string(max) + "]");
+  }
+  *out = static_cast<float>(value);
+  return true;
+}
+
+bool ParseIds(const std::string& text, std::vector<int32_t>* out) {
+  size_t start = 0;
+  while (true) {
+    const size_t comma = text.find(',', start);
+    const std::string item =
+        text.substr(start, comma == std::string::npos ? comma : comma - start);
+    int64_t id = 0;
+    if (!ParseInt("--prompt-ids", item, 0, INT32_MAX, &id)) return false;
+    out->push_back(static_cast<int32_t>(id));
+    if (comma == std::string::npos) return true;
+    start = comma + 1;
+  }
+}
+
+// Returns false (after printing why) on bad arguments; sets *help for --help.
+bool ParseArgs(int argc, char** argv, Options* options, bool* help) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&](std::string* out) {
+      if (i + 1 >= argc) return Fail(arg + " needs a value");
+      *out = argv[++i];
+      return true;
+    };
+    std::string text;
+    int64_t number = 0;
+    if (arg == "--help" || arg == "-h") {
+      *help = true;
+      return true;
+    } else if (arg == "--prompt-ids") {
+      if (!value(&text) || !ParseIds(text, &options->prompt)) return false;
+      options->have_prompt = true;
+    } else if (arg == "--max-new-tokens") {
+      if (!value(&text) ||
+          !ParseInt(arg, text, 0, INT32_MAX, &options->max_new_tokens))
+        return false;
+    } else if (arg == "--temperature") {
+      if (!value(&text) ||
+          !ParseFloat(arg, text, 0.0, 1e6, &options->sampling.temperature))
+        return false;
+    } else if (arg == "--top-k") {
+      if (!value(&text) || !ParseInt(arg, text, 0, INT32_MAX, &number))
+        return false;
+      options->sampling.top_k = static_cast<int32_t>(number);
+    } else if (arg == "--top-p") {
+      if (!value(&text) ||
+          !ParseFloat(arg, text, 0.0, 1.0, &options->sampling.top_p))
+        return false;
+    } else if (arg == "--seed") {
+      if (!value(&text) || !ParseInt(arg, text, 0, INT64_MAX, &number))
+        return false;
+      options->sampling.seed = static_cast<uint64_t>(number);
+    } else if (arg == "--prefill-tokens") {
+      if (!value(&text) ||
+          !ParseInt(arg, text, 1, INT32_MAX, &options->prefill_tokens)) {
+        return false;
+      }
+    } else if (arg == "--logits-out") {
+      if (!value(&options->logits_out)) return false;
+    } else if (arg == "--device") {
+      if (!value(&text)) return false;
+      if (text == "cpu") {
+        options->device = TESSEL_DEVICE_CPU;
+      } else if (text == "cuda") {
+        options->device = TESSEL_DEVICE_CUDA;
+      } else {
+        return Fail("--device: '" + text + "' is not cpu or cuda");
+      }
+    } else if (arg == "--threads") {
+      if (!value(&text) || !ParseInt(arg, text, 0, 4096, &number)) return false;
+      options->threads = static_cast<int32_t>(number);
+    } else if (arg == "--max-context") {
+      if (!value(&text) ||
+          !ParseInt(arg, text, 1, INT32_MAX, &options->max_context))
+        return false;
+    } else if (arg == "--stop-at-eos") {
+      options->stop_at_eos = true;
+    } else if (arg == "--no-stop-at-eos") {
+      options->stop_at_eos = false;
+    } else if (arg == "--bench") {
+      options->bench = true;
+    } else if (!arg.empty() && arg[0] == '-') {
+      return Fail("unknown option '" + arg + "' (see --help)");
+    } else if (options->artifact.empty()) {
+      options->artifact = arg;
+    } else {
+      return Fail("unexpected argument '" + arg +
+                  "' (one artifact directory expected)");
+    }
+  }
+  if (options->artifact.empty())
+    return Fail("no artifact directory given (see --help)");
+  if (!options->have_prompt)
+    return Fail("--prompt-ids is required (see --help)");
+  return true;
+}
+
+// Prints a failed status; true if `status` was an error.
+bool Failed(tessel_status_t status, const char* what) {
+  if (status == nullptr) return false;
+  std::fprintf(stderr, "tessel-run: %s: %s\n", what,
+               tessel_status_message(status));
+  tessel_status_release(status);
+  return true;
+}
+
+// NumPy format 1.0: magic, version, u16 header length, a dict padded with
+// spaces to a 64-byte boundary and ended by '\n', then the raw little-endian
+// data.
+bool WriteNpy(const std::string& path, const float* data, size_t rows,
+              size_t cols) {
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" +
+                       std::to_string(rows) + ", " + std::to_string(cols) +
+                       "), }";
+  const size_t preamble = 10;  // magic (6) + version (2) + header length (2)
+  header.append(64 - (preamble + header.size() + 1) % 64, ' ');
+  header += '\n';
+  FILE* file = std::fopen(path.c_str(), "wb");
+  if (file == nullptr)
+    return Fail("cannot write '" + path + "': " + std::strerror(errno));
+  const uint16_t length = static_cast<uint16_t>(header.size());
+  const unsigned char prefix[10] = {0x93,
+                                    'N',
+                                    'U',
+                                    'M',
+                                    'P',
+                                    'Y',
+                                    1,
+                                    0,
+                                    static_cast<unsigned char>(length & 0xff),
+                                    static_cast<unsigned char>(length >> 8)};
+  bool ok =
+      std::fwrite(prefix, 1, sizeof(prefix), file) == sizeof(prefix) &&
+      std::fwrite(header.data(), 1, header.size(), file) == header.size() &&
+      std::fwrite(data, sizeof(float), rows * cols, file) == rows * cols;
+  ok = (std::fclose(file) == 0) && ok;
+  if (!ok) return Fail("cannot write '" + path + "': " + std::strerror(errno));
+  return true;
+}
+
+double Seconds(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since)
+      .count();
+}
+
+int Run(const Options& options) {
+  tessel_model_options_t model_options = {};
+  model_options.device = options.device;
+  model_options.threads = options.threads;
+  tessel_model_t model = nullptr;
+  const auto load_start = std::chrono::steady_clock::now();
+  if (Failed(
+          tessel_model_load(options.artifact.c_str(), &model_options, &model),
+          "cannot load")) {
+    return 1;
+  }
+  const double load_seconds = Seconds(load_start);
+  tessel_model_info_t info;
+  tessel_session_options_t session_options = {options.max_context};
+  tessel_session_t session = nullptr;
+  int rc = 1;
+  do {
+    if (Failed(tessel_model_get_info(model, &info),
+               "cannot read the model info"))
+      break;
+    if (Failed(tessel_session_create(model, &session_options, &session),
+               "cannot create a session")) {
+      break;
+    }
+    if (options.prompt.empty()) {
+      Fail("--prompt-ids: the prompt is empty");
+      break;
+    }
+    // The prompt: one prefill of the first `head` tokens, then one decode per
+    // remaining token; the logits of every prompt position are collected for
+    // --logits-out.
+    const size_t head =
+        options.prefill_tokens > 0
+            ? std::min(options.prompt.size(),
+                       static_cast<size_t>(options.prefill_tokens))
+            : options.prompt.size();
+    std::vector<float> prompt_logits;
+    size_t vocab = 0;
+    bool prompt_failed = false;
+    const auto prefill_start = std::chrono::steady_clock::now();
+    for (size_t next = 0; next < options.prompt.size() && !prompt_failed;) {
+      tessel_status_t status =
+          next == 0
+              ? tessel_session_prefill(session, options.prompt.data(), head)
+              : tessel_session_decode(session, options.prompt[next]);
+      next += next == 0 ? head : 1;
+      if (Failed(status, "running the prompt failed")) {
+        prompt_failed = true;
+        break;
+      }
+      if (options.logits_out.empty()) continue;
+      const float* logits = nullptr;
+      size_t rows = 0;
+      prompt_failed =
+          Failed(tessel_session_get_logits(session, &logits, &rows, &vocab),
+                 "no logits");
+      if (!prompt_failed) {
+        prompt_logits.insert(prompt_logits.end(), logits,
+                             logits + rows * vocab);
+      }
+    }
+    if (prompt_failed) break;
+    const double prefill_seconds = Seconds(prefill_start);
+    if (!options.logits_out.empty() &&
+        !WriteNpy(options.logits_out, prompt_logits.data(),
+                  options.prompt.size(), vocab)) {
+      break;
+    }
+
+    std::vector<int32_t> generated;
+    bool failed = false;
+    const auto decode_start = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < options.max_new_tokens; ++i) {
+      int32_t token = -1;
+      if (Failed(tessel_session_sample(session, &options.sampling, &token),
+                 "sampling failed")) {
+        failed = true;
+        break;
+      }
+      generated.push_back(token);
+      bool eos = false;
+      for (int32_t e = 0; e < info.num_eos_token_ids; ++e)
+        eos |= info.eos_token_ids[e] == token;
+      if ((eos && options.stop_at_eos) || i + 1 == options.max_new_tokens)
+        break;
+      tessel_status_t status = tessel_session_decode(session, token);
+      if (tessel_status_code(status) == TESSEL_OUT_OF_RANGE) {
+        std::fprintf(stderr, "tessel-run: stopping: %s\n",
+                     tessel_status_message(status));
+        tessel_status_release(status);
+        break;
+      }
+      if (Failed(status, "decode failed")) {
+        failed = true;
+        break;
+      }
+    }
+    const double decode_seconds = Seconds(decode_start);
+    for (size_t i = 0; i < generated.size(); ++i) {
+      std::printf(i == 0 ? "%" PRId32 : " %" PRId32, generated[i]);
+    }
+    std::printf("\n");
+    if (failed) break;
+    if (options.bench) {
+      const size_t steps = generated.empty() ? 0 : generated.size() - 1;
+      std::fprintf(stderr,
+                   "load %.3f s | prefill %zu tokens %.3f s (%.1f tok/s) | "
+                   "decode %zu steps "
+                   "%.3f s (%.1f tok/s)\n",
+                   load_seconds, options.prompt.size(), prefill_seconds,
+                   options.prompt.size() / prefill_seconds, steps,
+                   decode_seconds, steps > 0 ? steps / decode_seconds : 0.0);
+    }
+    rc = 0;
+  } while (false);
+  tessel_session_release(session);
+  tessel_model_release(model);
+  return rc;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  bool help = false;
+  if (!ParseArgs(argc, argv, &options, &help)) return 2;
+  if (help) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  return Run(options);
+}
