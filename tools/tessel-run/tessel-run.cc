@@ -46,6 +46,8 @@ constexpr char kUsage[] =
     "model's)\n"
     "  --stop-at-eos          stop after an end-of-sequence token (default)\n"
     "  --no-stop-at-eos       always generate --max-new-tokens tokens\n"
+    "  --prefill-tokens N     prefill only the first N prompt tokens, decode the rest one\n"
+    "                         at a time (--logits-out still covers every position)\n"
     "  --bench                print prefill and decode timings to stderr\n"
     "  --help                 show this help\n";
 
@@ -345,6 +347,7 @@ int Run(const Options& options) {
       std::printf(i == 0 ? "%" PRId32 : " %" PRId32, generated[i]);
     }
     std::printf("\n");
+    std::fflush(stdout);
     if (failed) break;
     if (options.bench) {
       const size_t steps = generated.empty() ? 0 : generated.size() - 1;
