@@ -7,6 +7,7 @@ packages=(
   libmlir-22-dev mlir-22-tools llvm-22-dev llvm-22-tools clang-22 lld-22 libclang-rt-22-dev
   libabsl-dev libflatbuffers-dev flatbuffers-compiler nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev ninja-build ccache cmake python3
+  libpcre2-dev libutf8proc-dev libsentencepiece-dev
 )
 
 missing=()

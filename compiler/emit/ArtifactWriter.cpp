@@ -229,9 +229,14 @@ std::string manifestJson(ModuleOp module, const ImportedModel &model,
         {"instructions", launches},
         {"arena_bytes_per_token", peak ? peak.getInt() : 0}});
   }
-  uint64_t bytes = 0;
-  for (const WeightRecord &w : weights)
+  uint64_t bytes = 0, elements = 0;
+  for (const WeightRecord &w : weights) {
     bytes += w.size;
+    uint64_t count = 1;
+    for (int64_t dim : w.shape)
+      count *= dim;
+    elements += count;
+  }
   llvm::json::Object manifest{
       {"format", llvm::json::Object{{"major", ::tessel::plan_format::kMajor},
                                     {"minor", ::tessel::plan_format::kMinor}}},
@@ -244,6 +249,7 @@ std::string manifestJson(ModuleOp module, const ImportedModel &model,
       {"entry_points", std::move(entries)},
       {"weights", llvm::json::Object{{"count", static_cast<int64_t>(weights.size())},
                                      {"bytes", static_cast<int64_t>(bytes)},
+                                     {"parameters", static_cast<int64_t>(elements)},
                                      {"files", llvm::json::Array{"weights.rank0.bin"}}}}};
   std::string text;
   llvm::raw_string_ostream os(text);
