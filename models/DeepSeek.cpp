@@ -89,8 +89,7 @@ mlir::Value deepseekLayer(ModelBuilder &b, int64_t layer, mlir::Value x) {
   std::string mlp = p + "mlp.";
   mlir::Value out;
   if (!isMoELayer(c, layer)) {
-    out = b.gatedMlp(y, mlp + "gate_proj.weight", mlp + "up_proj.weight",
-                     mlp + "down_proj.weight", c.intermediate_size);
+    out = gatedMlpOf(b, y, p);
   } else {
     std::string bias = mlp + "gate.e_score_correction_bias";
     out = b.moe(y, mlp + "gate.weight",

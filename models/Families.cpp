@@ -43,3 +43,9 @@ mlir::Value tessel::models::preNormDecoderLayer(
   mlir::Value h = b.add(x, attn);
   return b.add(h, mlp(b.rmsNorm(h, p + "post_attention_layernorm.weight"), p));
 }
+
+mlir::Value tessel::models::gatedMlpOf(ModelBuilder &b, mlir::Value x,
+                                       const std::string &prefix) {
+  return b.gatedMlp(x, prefix + "mlp.gate_proj.weight", prefix + "mlp.up_proj.weight",
+                    prefix + "mlp.down_proj.weight", b.config().intermediate_size);
+}

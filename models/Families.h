@@ -37,6 +37,9 @@ mlir::Value preNormDecoderLayer(ModelBuilder &b, int64_t layer, mlir::Value x, b
                                 const std::function<mlir::Value(mlir::Value,
                                                                 const std::string &)> &mlp);
 
+/// The SwiGLU MLP under `prefix` ("model.layers.N."): mlp.{gate,up,down}_proj.
+mlir::Value gatedMlpOf(ModelBuilder &b, mlir::Value x, const std::string &prefix);
+
 /// "model.layers.<layer>."
 std::string layerPrefix(int64_t layer);
 

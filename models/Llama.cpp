@@ -27,10 +27,7 @@ mlir::Value llamaLayer(ModelBuilder &b, int64_t layer, mlir::Value x) {
   const ModelConfig &c = b.config();
   return preNormDecoderLayer(b, layer, x, c.attention_bias, c.attention_bias,
                              [&](mlir::Value y, const std::string &p) {
-                               return b.gatedMlp(y, p + "mlp.gate_proj.weight",
-                                                 p + "mlp.up_proj.weight",
-                                                 p + "mlp.down_proj.weight",
-                                                 c.intermediate_size);
+                               return gatedMlpOf(b, y, p);
                              });
 }
 

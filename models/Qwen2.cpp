@@ -20,13 +20,9 @@ void readQwen2Config(ConfigReader &reader, ModelConfig &config) {
 }
 
 mlir::Value qwen2Layer(ModelBuilder &b, int64_t layer, mlir::Value x) {
-  const ModelConfig &c = b.config();
   return preNormDecoderLayer(b, layer, x, /*qkvBias=*/true, /*outputBias=*/false,
                              [&](mlir::Value y, const std::string &p) {
-                               return b.gatedMlp(y, p + "mlp.gate_proj.weight",
-                                                 p + "mlp.up_proj.weight",
-                                                 p + "mlp.down_proj.weight",
-                                                 c.intermediate_size);
+                               return gatedMlpOf(b, y, p);
                              });
 }
 

@@ -210,27 +210,31 @@ llvm::Expected<std::vector<uint8_t>> emitPlan(mlir::ModuleOp module,
                          "dtype");
       return std::make_pair(*dtype, planShape(type));
     };
-    std::vector<uint32_t> inputs;
-    Block &body = func.front();
-    for (BlockArgument arg : body.getArguments()) {
-      auto typeOr = bufferType(arg);
+    /// Adds a buffer value: dtype and shape from its memref type; `index` is the weight,
+    /// input, cache or base value id, as `kind` says.
+    auto addBuffer = [&](Value v, tp::ValueKind kind, uint32_t index,
+                         uint64_t arenaOffset = 0, uint64_t bytesPerToken = 0) -> llvm::Error {
+      auto typeOr = bufferType(v);
       if (!typeOr)
         return typeOr.takeError();
       auto shape = fbb.CreateVector(typeOr->second);
-      tp::ValueBuilder vb(fbb);
-      vb.add_dtype(typeOr->first);
-      vb.add_shape(shape);
+      auto pick = [&](tp::ValueKind k) { return kind == k ? index : 0u; };
+      add(v, tp::CreateValue(fbb, kind, typeOr->first, shape, arenaOffset, bytesPerToken,
+                             pick(tp::ValueKind::Weight), pick(tp::ValueKind::Input),
+                             pick(tp::ValueKind::Cache), pick(tp::ValueKind::View)));
+      return llvm::Error::success();
+    };
+    std::vector<uint32_t> inputs;
+    Block &body = func.front();
+    for (BlockArgument arg : body.getArguments()) {
       unsigned n = arg.getArgNumber();
-      if (n < 2) {
-        vb.add_kind(tp::ValueKind::Input);
-        vb.add_input(n);
-      } else {
-        vb.add_kind(tp::ValueKind::Cache);
-        vb.add_cache(n - 2);
-      }
-      add(arg, vb.Finish());
+      // Arguments: token ids, positions, then the KV cache slots.
+      if (llvm::Error error = n < 2 ? addBuffer(arg, tp::ValueKind::Input, n)
+                                    : addBuffer(arg, tp::ValueKind::Cache, n - 2))
+        return std::move(error);
       inputs.push_back(ids[arg]);
       if (n >= 2 && func.getSymName() == "prefill") {
+        auto typeOr = bufferType(arg);
         std::vector<int64_t> slotShape(typeOr->second.begin() + 1, typeOr->second.end());
         cacheSlots.push_back(tp::CreateCacheSlotDirect(fbb, (n - 2) / 2, typeOr->first,
                                                        &slotShape));
@@ -239,44 +243,26 @@ llvm::Expected<std::vector<uint8_t>> emitPlan(mlir::ModuleOp module,
     std::vector<fb::Offset<tp::Instruction>> instructions;
     std::vector<uint32_t> outputs;
     for (Operation &op : body) {
+      llvm::Error error = llvm::Error::success();
       if (auto weight = dyn_cast<tessel_exec::WeightOp>(op)) {
         auto it = weightIndex.find(weight.getName());
         if (it == weightIndex.end())
           return makeError("weight '" + weight.getName() + "' is not in the manifest");
+        // The manifest's dtype and shape: what the weights file stores (block formats
+        // and stacked experts included), not the buffer's element type.
         const WeightRecord &record = weights[it->second];
         auto shape = fbb.CreateVector(record.shape);
-        tp::ValueBuilder vb(fbb);
-        vb.add_kind(tp::ValueKind::Weight);
-        vb.add_dtype(static_cast<tp::DType>(record.dtype));
-        vb.add_shape(shape);
-        vb.add_weight(it->second);
-        add(weight, vb.Finish());
+        add(weight, tp::CreateValue(fbb, tp::ValueKind::Weight,
+                                    static_cast<tp::DType>(record.dtype), shape, 0, 0,
+                                    it->second));
       } else if (auto alloc = dyn_cast<tessel_exec::AllocOp>(op)) {
         if (!alloc.getOffset())
           return makeError("@" + func.getSymName() +
                            ": a buffer has no arena offset; run --tessel-memory-plan first");
-        auto typeOr = bufferType(alloc);
-        if (!typeOr)
-          return typeOr.takeError();
-        auto shape = fbb.CreateVector(typeOr->second);
-        tp::ValueBuilder vb(fbb);
-        vb.add_kind(tp::ValueKind::Arena);
-        vb.add_dtype(typeOr->first);
-        vb.add_shape(shape);
-        vb.add_arena_offset(*alloc.getOffset());
-        vb.add_bytes_per_token(alloc.getBytesPerToken());
-        add(alloc, vb.Finish());
+        error = addBuffer(alloc, tp::ValueKind::Arena, 0, *alloc.getOffset(),
+                          alloc.getBytesPerToken());
       } else if (auto view = dyn_cast<tessel_exec::ViewOp>(op)) {
-        auto typeOr = bufferType(view);
-        if (!typeOr)
-          return typeOr.takeError();
-        auto shape = fbb.CreateVector(typeOr->second);
-        tp::ValueBuilder vb(fbb);
-        vb.add_kind(tp::ValueKind::View);
-        vb.add_dtype(typeOr->first);
-        vb.add_shape(shape);
-        vb.add_base(ids[view.getSource()]);
-        add(view, vb.Finish());
+        error = addBuffer(view, tp::ValueKind::View, ids[view.getSource()]);
       } else if (auto launch = dyn_cast<tessel_exec::LaunchOp>(op)) {
         std::optional<tp::OpCode> code = opcodeOf(launch.getKernel());
         if (!code)
@@ -296,6 +282,8 @@ llvm::Expected<std::vector<uint8_t>> emitPlan(mlir::ModuleOp module,
         return makeError("@" + func.getSymName() + ": '" + op.getName().getStringRef() +
                          "' cannot be emitted; run --tessel-lower-to-exec first");
       }
+      if (error)
+        return std::move(error);
     }
     auto peak = func->getAttrOfType<IntegerAttr>("tessel_exec.arena_bytes_per_token");
     if (!peak)
