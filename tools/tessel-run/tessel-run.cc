@@ -1,10 +1,13 @@
-// tessel-run: generates tokens from an artifact through the C API (prompt ids
-// in, ids out). SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+// tessel-run: generates tokens from an artifact through the C API.
+// SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
 //
 //   tessel-run <artifact> --prompt-ids 1,2,3 --max-new-tokens 16
-// prints the generated ids space-separated on one line. --logits-out writes the
-// prompt's logits [T, vocab] as a NumPy .npy (v1.0, '<f4', C order): a stable
-// interface used by the end-to-end tests to compare with Hugging Face
+// prints the generated ids space-separated on one line.
+//   tessel-run <artifact> --prompt "Once upon a time" [--chat [--system TEXT]]
+// tokenizes with the artifact's tokenizer (tokenizer.json or tokenizer.model,
+// copied by tessel-compile) and streams the generated text. --logits-out writes
+// the prompt's logits [T, vocab] as a NumPy .npy (v1.0, '<f4', C order): a
+// stable interface used by the end-to-end tests to compare with Hugging Face
 // transformers.
 #include <algorithm>
 #include <cerrno>
@@ -15,21 +18,35 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <memory>
 #include <vector>
 
+#include "runtime/tokenizer/chat_template.h"
+#include "runtime/tokenizer/detokenizer.h"
+#include "runtime/tokenizer/tokenizer.h"
 #include "tessel/tessel.h"
 
 namespace {
 
 constexpr char kUsage[] =
-    "usage: tessel-run <artifact-dir> --prompt-ids ID,ID,... [options]\n"
+    "usage: tessel-run <artifact-dir> (--prompt-ids ID,ID,... | --prompt TEXT) "
+    "[options]\n"
     "\n"
     "Runs the prompt through the model, then generates tokens; prints the "
     "generated ids\n"
-    "space-separated on one line.\n"
+    "space-separated on one line, or with --prompt streams the generated "
+    "text.\n"
     "\n"
     "options:\n"
-    "  --prompt-ids LIST      comma-separated token ids (required)\n"
+    "  --prompt-ids LIST      comma-separated token ids\n"
+    "  --prompt TEXT          text, tokenized with the artifact's tokenizer; "
+    "the\n"
+    "                         generated text is streamed to stdout\n"
+    "  --chat                 wrap --prompt as a user message in the chat "
+    "template\n"
+    "                         of the artifact's tokenizer_config.json "
+    "(llama3, chatml)\n"
+    "  --system TEXT          with --chat: a system message first\n"
     "  --max-new-tokens N     tokens to generate (default 16; 0: only run the "
     "prompt)\n"
     "  --temperature T        sampling temperature; 0 = greedy (default 0)\n"
@@ -55,6 +72,11 @@ struct Options {
   std::string artifact;
   std::vector<int32_t> prompt;
   bool have_prompt = false;
+  std::string prompt_text;
+  bool have_prompt_text = false;
+  bool chat = false;
+  std::string system;
+  bool have_system = false;
   int64_t max_new_tokens = 16;
   tessel_sampling_t sampling = {0.0f, 0, 1.0f, 0};
   std::string logits_out;
@@ -132,6 +154,14 @@ bool ParseArgs(int argc, char** argv, Options* options, bool* help) {
     } else if (arg == "--prompt-ids") {
       if (!value(&text) || !ParseIds(text, &options->prompt)) return false;
       options->have_prompt = true;
+    } else if (arg == "--prompt") {
+      if (!value(&options->prompt_text)) return false;
+      options->have_prompt_text = true;
+    } else if (arg == "--chat") {
+      options->chat = true;
+    } else if (arg == "--system") {
+      if (!value(&options->system)) return false;
+      options->have_system = true;
     } else if (arg == "--max-new-tokens") {
       if (!value(&text) ||
           !ParseInt(arg, text, 0, INT32_MAX, &options->max_new_tokens))
@@ -192,8 +222,71 @@ bool ParseArgs(int argc, char** argv, Options* options, bool* help) {
   }
   if (options->artifact.empty())
     return Fail("no artifact directory given (see --help)");
-  if (!options->have_prompt)
-    return Fail("--prompt-ids is required (see --help)");
+  if (options->have_prompt == options->have_prompt_text)
+    return Fail("give either --prompt-ids or --prompt (see --help)");
+  if (options->chat && !options->have_prompt_text)
+    return Fail("--chat needs --prompt");
+  if (options->have_system && !options->chat)
+    return Fail("--system needs --chat");
+  return true;
+}
+
+// Text mode: the artifact's tokenizer, the prompt's ids and the ids that end
+// generation (the model's EOS ids plus the chat stop tokens the vocabulary
+// has).
+struct TextMode {
+  std::unique_ptr<tessel::Tokenizer> tokenizer;
+  std::vector<int32_t> stop_ids;
+};
+
+bool PrepareTextPrompt(const Options& options, TextMode* text,
+                       std::vector<int32_t>* prompt) {
+  absl::StatusOr<std::unique_ptr<tessel::Tokenizer>> tokenizer =
+      tessel::LoadTokenizer(options.artifact);
+  if (!tokenizer.ok()) {
+    if (tokenizer.status().code() == absl::StatusCode::kNotFound) {
+      return Fail("--prompt: the artifact " + options.artifact +
+                  " has no tokenizer (neither tokenizer.json nor "
+                  "tokenizer.model); artifacts compiled from GGUF files do not "
+                  "carry their vocabulary yet: pass --prompt-ids");
+    }
+    return Fail("--prompt: cannot load the tokenizer: " +
+                std::string(tokenizer.status().message()));
+  }
+  text->tokenizer = std::move(*tokenizer);
+  std::string prompt_text = options.prompt_text;
+  std::vector<std::string> stop_tokens = {"<|eot_id|>", "<|im_end|>",
+                                          "<|end_of_text|>", "<|endoftext|>"};
+  if (options.chat) {
+    const std::string config = options.artifact + "/tokenizer_config.json";
+    absl::StatusOr<tessel::ChatTemplate> chat =
+        tessel::DetectChatTemplate(config);
+    if (!chat.ok())
+      return Fail("--chat: " + std::string(chat.status().message()));
+    std::vector<tessel::ChatMessage> messages;
+    if (options.have_system) messages.push_back({"system", options.system});
+    messages.push_back({"user", options.prompt_text});
+    absl::StatusOr<std::string> rendered =
+        tessel::ApplyChatTemplate(*chat, messages,
+                                  /*add_generation_prompt=*/true);
+    if (!rendered.ok())
+      return Fail("--chat: " + std::string(rendered.status().message()));
+    prompt_text = *rendered;
+    for (const std::string& token : chat->stop_tokens())
+      stop_tokens.push_back(token);
+  }
+  // A chat template spells out its BOS itself (as HF's apply_chat_template with
+  // tokenize=True, which encodes without special tokens).
+  absl::StatusOr<std::vector<int32_t>> ids =
+      text->tokenizer->Encode(prompt_text,
+                              /*add_special_tokens=*/!options.chat);
+  if (!ids.ok())
+    return Fail("--prompt: " + std::string(ids.status().message()));
+  *prompt = std::move(*ids);
+  for (const std::string& token : stop_tokens) {
+    if (std::optional<int32_t> id = text->tokenizer->TokenToId(token))
+      text->stop_ids.push_back(*id);
+  }
   return true;
 }
 
@@ -246,6 +339,10 @@ double Seconds(std::chrono::steady_clock::time_point since) {
 }
 
 int Run(const Options& options) {
+  std::vector<int32_t> prompt = options.prompt;
+  TextMode text_mode;
+  const bool text = options.have_prompt_text;
+  if (text && !PrepareTextPrompt(options, &text_mode, &prompt)) return 1;
   tessel_model_options_t model_options = {};
   model_options.device = options.device;
   model_options.threads = options.threads;
@@ -261,6 +358,7 @@ int Run(const Options& options) {
   tessel_session_options_t session_options = {options.max_context};
   tessel_session_t session = nullptr;
   int rc = 1;
+  bool prompt_failed_early = false;
   do {
     if (Failed(tessel_model_get_info(model, &info),
                "cannot read the model info"))
@@ -269,27 +367,40 @@ int Run(const Options& options) {
                "cannot create a session")) {
       break;
     }
-    if (options.prompt.empty()) {
-      Fail("--prompt-ids: the prompt is empty");
+    if (prompt.empty()) {
+      Fail(text ? "--prompt: the prompt is empty (the tokenizer adds no BOS)"
+                : "--prompt-ids: the prompt is empty");
       break;
+    }
+    if (text) {
+      for (int32_t id : prompt) {
+        if (id >= info.vocab_size) {
+          Fail("--prompt: the tokenizer gave id " + std::to_string(id) +
+               ", outside the model's vocabulary of " +
+               std::to_string(info.vocab_size) + " (wrong tokenizer?)");
+          prompt_failed_early = true;
+          break;
+        }
+      }
+      if (prompt_failed_early) break;
     }
     // The prompt: one prefill of the first `head` tokens, then one decode per
     // remaining token; the logits of every prompt position are collected for
     // --logits-out.
     const size_t head =
         options.prefill_tokens > 0
-            ? std::min(options.prompt.size(),
+            ? std::min(prompt.size(),
                        static_cast<size_t>(options.prefill_tokens))
-            : options.prompt.size();
+            : prompt.size();
     std::vector<float> prompt_logits;
     size_t vocab = 0;
     bool prompt_failed = false;
     const auto prefill_start = std::chrono::steady_clock::now();
-    for (size_t next = 0; next < options.prompt.size() && !prompt_failed;) {
+    for (size_t next = 0; next < prompt.size() && !prompt_failed;) {
       tessel_status_t status =
           next == 0
-              ? tessel_session_prefill(session, options.prompt.data(), head)
-              : tessel_session_decode(session, options.prompt[next]);
+              ? tessel_session_prefill(session, prompt.data(), head)
+              : tessel_session_decode(session, prompt[next]);
       next += next == 0 ? head : 1;
       if (Failed(status, "running the prompt failed")) {
         prompt_failed = true;
@@ -310,12 +421,18 @@ int Run(const Options& options) {
     const double prefill_seconds = Seconds(prefill_start);
     if (!options.logits_out.empty() &&
         !WriteNpy(options.logits_out, prompt_logits.data(),
-                  options.prompt.size(), vocab)) {
+                  prompt.size(), vocab)) {
       break;
     }
 
     std::vector<int32_t> generated;
     bool failed = false;
+    // Special tokens are not shown (HF TextStreamer, skip_special_tokens=True).
+    std::unique_ptr<tessel::StreamingDetokenizer> detokenizer;
+    if (text) {
+      detokenizer = std::make_unique<tessel::StreamingDetokenizer>(
+          *text_mode.tokenizer, /*skip_special_tokens=*/true);
+    }
     const auto decode_start = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < options.max_new_tokens; ++i) {
       int32_t token = -1;
@@ -328,6 +445,22 @@ int Run(const Options& options) {
       bool eos = false;
       for (int32_t e = 0; e < info.num_eos_token_ids; ++e)
         eos |= info.eos_token_ids[e] == token;
+      if (text) {
+        eos |= std::find(text_mode.stop_ids.begin(), text_mode.stop_ids.end(),
+                         token) != text_mode.stop_ids.end();
+        // The stop token itself is not shown; everything else streams as
+        // soon as its characters are complete.
+        if (!(eos && options.stop_at_eos)) {
+          absl::StatusOr<std::string> chunk = detokenizer->Feed(token);
+          if (!chunk.ok()) {
+            Fail("cannot detokenize: " + std::string(chunk.status().message()));
+            failed = true;
+            break;
+          }
+          std::fputs(chunk->c_str(), stdout);
+          std::fflush(stdout);
+        }
+      }
       if ((eos && options.stop_at_eos) || i + 1 == options.max_new_tokens)
         break;
       tessel_status_t status = tessel_session_decode(session, token);
@@ -343,8 +476,18 @@ int Run(const Options& options) {
       }
     }
     const double decode_seconds = Seconds(decode_start);
-    for (size_t i = 0; i < generated.size(); ++i) {
-      std::printf(i == 0 ? "%" PRId32 : " %" PRId32, generated[i]);
+    if (text) {
+      absl::StatusOr<std::string> rest = detokenizer->Finish();
+      if (rest.ok()) {
+        std::fputs(rest->c_str(), stdout);
+      } else {
+        Fail("cannot detokenize: " + std::string(rest.status().message()));
+        failed = true;
+      }
+    } else {
+      for (size_t i = 0; i < generated.size(); ++i) {
+        std::printf(i == 0 ? "%" PRId32 : " %" PRId32, generated[i]);
+      }
     }
     std::printf("\n");
     std::fflush(stdout);
@@ -355,8 +498,8 @@ int Run(const Options& options) {
                    "load %.3f s | prefill %zu tokens %.3f s (%.1f tok/s) | "
                    "decode %zu steps "
                    "%.3f s (%.1f tok/s)\n",
-                   load_seconds, options.prompt.size(), prefill_seconds,
-                   options.prompt.size() / prefill_seconds, steps,
+                   load_seconds, prompt.size(), prefill_seconds,
+                   prompt.size() / prefill_seconds, steps,
                    decode_seconds, steps > 0 ? steps / decode_seconds : 0.0);
     }
     rc = 0;
