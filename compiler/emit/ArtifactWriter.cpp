@@ -21,7 +21,6 @@
 
 using namespace mlir;
 namespace tp = ::tessel::plan;
-using ::tessel::DType;
 using ::tessel::emit::WeightRecord;
 using ::tessel::import::ImportedModel;
 
@@ -39,21 +38,6 @@ struct WeightSpec {
   std::optional<std::string> dequantize;
   Type quant;
 };
-
-std::optional<tp::DType> planDType(DType dtype) {
-  switch (dtype) {
-  case DType::kF32: return tp::DType::F32;
-  case DType::kF16: return tp::DType::F16;
-  case DType::kBF16: return tp::DType::BF16;
-  case DType::kF8E4M3: return tp::DType::F8E4M3;
-  case DType::kI8: return tp::DType::I8;
-  case DType::kI32: return tp::DType::I32;
-  case DType::kI64: return tp::DType::I64;
-  case DType::kQ8_0: return tp::DType::Q8_0;
-  case DType::kQ4_0: return tp::DType::Q4_0;
-  default: return std::nullopt;
-  }
-}
 
 std::string formatBytes(uint64_t bytes) {
   std::string s;

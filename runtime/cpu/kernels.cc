@@ -474,7 +474,7 @@ void Rope(const float* x, const int32_t* positions, int64_t tokens, int64_t head
   if (tokens <= 0) return;
   int64_t seq_len = 0;
   for (int64_t t = 0; t < tokens; ++t) seq_len = std::max<int64_t>(seq_len, positions[t] + 1LL);
-  const std::vector<float> inv_freq = InverseFrequencies(params, seq_len);
+  const std::vector<float> inv_freq = RopeInverseFrequencies(params, seq_len);
   const int64_t half = params.rotary_dim / 2;
   const bool has_attention_factor =
       params.scaling == RopeScalingKind::kYarn && params.attention_factor != 0.0;
@@ -507,6 +507,10 @@ void Rope(const float* x, const int32_t* positions, int64_t tokens, int64_t head
       }
     }
   }
+}
+
+std::vector<float> RopeInverseFrequencies(const RopeParams& params, int64_t seq_len) {
+  return InverseFrequencies(params, seq_len);
 }
 
 // --- KV cache and attention ----------------------------------------------------------------

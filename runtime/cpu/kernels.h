@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "absl/status/status.h"
 
@@ -101,6 +102,11 @@ struct RopeParams {
 /// truncated correction range); features past rotary_dim are copied.
 void Rope(const float* x, const int32_t* positions, int64_t tokens, int64_t heads,
           int64_t head_dim, const RopeParams& params, float* out);
+
+/// The rotary_dim / 2 inverse frequencies Rope uses for a call whose largest position is
+/// seq_len - 1 (seq_len matters only for dynamic NTK), rounded step by step as torch does.
+/// The CUDA backend uploads this table so both backends rotate by the same angles.
+std::vector<float> RopeInverseFrequencies(const RopeParams& params, int64_t seq_len);
 
 // --- KV cache and attention ----------------------------------------------------------------
 

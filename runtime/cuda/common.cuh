@@ -1,0 +1,105 @@
+// Device helpers shared by the CUDA kernels: bf16 vectors, warp and block reductions, dtypes.
+// SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+#ifndef TESSEL_RUNTIME_CUDA_COMMON_CUH_
+#define TESSEL_RUNTIME_CUDA_COMMON_CUH_
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace tessel::cuda {
+
+using bf16 = __nv_bfloat16;
+
+/// Element types of kernel operands chosen at run time.
+enum class DType { kF32, kBF16 };
+
+/// Masking and score options of attention (cpu::AttentionParams with f32 scalars).
+struct AttentionKernelParams {
+  float scale = 1.0f;
+  bool causal = true;
+  int64_t sliding_window = 0;  // 0: none; else key j visible iff j > position - window
+  float logit_softcap = 0.0f;  // 0: none; else s = cap * tanh(s / cap)
+};
+
+inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/// True when p is 16-byte aligned (vector loads allowed).
+inline bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
+/// Eight bf16 values moved as one 16-byte access.
+struct alignas(16) Bf16x8 {
+  __nv_bfloat162 v[4];
+};
+
+__device__ __forceinline__ void Unpack8(const Bf16x8& p, float* out) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 f = __bfloat1622float2(p.v[i]);
+    out[2 * i] = f.x;
+    out[2 * i + 1] = f.y;
+  }
+}
+
+__device__ __forceinline__ Bf16x8 Pack8(const float* in) {
+  Bf16x8 p;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) p.v[i] = __floats2bfloat162_rn(in[2 * i], in[2 * i + 1]);
+  return p;
+}
+
+__device__ __forceinline__ float ToFloat(float x) { return x; }
+__device__ __forceinline__ float ToFloat(bf16 x) { return __bfloat162float(x); }
+template <typename T>
+__device__ __forceinline__ T FromFloat(float x);
+template <>
+__device__ __forceinline__ float FromFloat<float>(float x) { return x; }
+template <>
+__device__ __forceinline__ bf16 FromFloat<bf16>(float x) { return __float2bfloat16_rn(x); }
+
+/// Copies 16 bytes global -> shared without a register round trip (sm_80+); when `valid`
+/// is false the 16 shared bytes are zero-filled and global memory is not read.
+__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool valid) {
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  const int bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(addr), "l"(gmem),
+               "r"(bytes));
+}
+__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void CpAsyncWaitAll() { asm volatile("cp.async.wait_group 0;\n" ::); }
+
+/// Applies the soft cap; scores are dot * scale.
+__device__ __forceinline__ float CapScore(float s, float softcap) {
+  return softcap > 0.0f ? softcap * tanhf(s / softcap) : s;
+}
+
+__device__ __forceinline__ float WarpSum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float WarpMax(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+/// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
+/// `scratch` holds 32 floats; the function ends with a barrier so it can be reused.
+__device__ __forceinline__ float BlockSum(float v, float* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = WarpSum(v);
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  const int warps = blockDim.x >> 5;
+  float total = lane < warps ? scratch[lane] : 0.0f;
+  total = WarpSum(total);
+  __syncthreads();
+  return total;
+}
+
+}  // namespace tessel::cuda
+
+#endif  // TESSEL_RUNTIME_CUDA_COMMON_CUH_

@@ -1,0 +1,727 @@
+// Cross-checks every CUDA kernel of runtime/cuda against the CPU reference kernels.
+// SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+//
+// Fresh random inputs each run (seed from the clock, or TESSEL_TEST_SEED; printed in every
+// failure), outputs poisoned with NaN before each launch and checked fully written, error
+// measured as ||gpu - cpu|| / ||cpu|| with NaN always failing. Tolerances (METHOD.md): 1e-2
+// where operands or results are bf16, 1e-5 for f32 paths. Prints SKIPPED (no CUDA device)
+// and exits 77 (ctest: skipped) on a machine without a CUDA device.
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/cpu/kernels.h"
+#include "runtime/cuda/attention_decode.cuh"
+#include "runtime/cuda/attention_prefill.cuh"
+#include "runtime/cuda/cublaslt_gemm.h"
+#include "runtime/cuda/elementwise.cuh"
+#include "runtime/cuda/embedding.cuh"
+#include "runtime/cuda/rms_norm.cuh"
+#include "runtime/cuda/rope.cuh"
+#include "runtime/cuda/sampling.cuh"
+#include "runtime/cuda/swiglu.cuh"
+
+namespace tessel::cuda {
+namespace {
+
+uint64_t g_seed = 0;
+std::map<std::string, double>* g_max_error = new std::map<std::string, double>();
+
+constexpr double kBf16Tolerance = 1e-2;
+constexpr double kF32Tolerance = 1e-5;
+
+#define SEED_TRACE() \
+  SCOPED_TRACE(absl::StrCat("seed ", g_seed, " (rerun: TESSEL_TEST_SEED=", g_seed, ")"))
+
+#define ASSERT_CUDA_OK(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
+#define ASSERT_STATUS_OK(expr)                   \
+  do {                                           \
+    const absl::Status status_ = (expr);         \
+    ASSERT_TRUE(status_.ok()) << status_;        \
+  } while (0)
+
+std::mt19937_64 Rng(const char* test) {
+  return std::mt19937_64(g_seed ^ std::hash<std::string>()(test));
+}
+
+// --- host data ------------------------------------------------------------------------------
+
+std::vector<float> RandomFloats(int64_t n, std::mt19937_64& rng, float scale = 1.0f) {
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> out(n);
+  for (float& x : out) x = dist(rng);
+  return out;
+}
+
+// Rounds to bf16 (so the CPU reference sees exactly the GPU's operands).
+std::vector<bf16> ToBf16(const std::vector<float>& x) {
+  std::vector<bf16> out(x.size());
+  for (size_t i = 0; i < x.size(); ++i) out[i] = __float2bfloat16_rn(x[i]);
+  return out;
+}
+std::vector<float> ToF32(const std::vector<bf16>& x) {
+  std::vector<float> out(x.size());
+  for (size_t i = 0; i < x.size(); ++i) out[i] = __bfloat162float(x[i]);
+  return out;
+}
+std::vector<float> RoundBf16(const std::vector<float>& x) { return ToF32(ToBf16(x)); }
+
+// --- device buffers -------------------------------------------------------------------------
+
+template <typename T>
+class DeviceBuffer {
+ public:
+  explicit DeviceBuffer(size_t n) : n_(n) {
+    if (cudaMalloc(&ptr_, std::max<size_t>(n, 1) * sizeof(T)) != cudaSuccess) ptr_ = nullptr;
+    Poison();
+  }
+  explicit DeviceBuffer(const std::vector<T>& host) : DeviceBuffer(host.size()) { Upload(host); }
+  ~DeviceBuffer() { cudaFree(ptr_); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  T* get() const { return ptr_; }
+  void Upload(const std::vector<T>& host) {
+    cudaMemcpy(ptr_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice);
+  }
+  // All bytes 0xFF: NaN for f32 and bf16, -1 for int32.
+  void Poison() { cudaMemset(ptr_, 0xFF, n_ * sizeof(T)); }
+  std::vector<T> Download() const {
+    std::vector<T> host(n_);
+    cudaDeviceSynchronize();
+    cudaMemcpy(host.data(), ptr_, n_ * sizeof(T), cudaMemcpyDeviceToHost);
+    return host;
+  }
+
+ private:
+  T* ptr_ = nullptr;
+  size_t n_;
+};
+
+// ||got - ref|| / ||ref|| (absolute norm when ref is all zeros); +inf if any value of `got`
+// is NaN or infinite (unwritten poisoned outputs included).
+double RelativeError(const std::vector<float>& got, const std::vector<float>& ref) {
+  if (got.size() != ref.size()) return INFINITY;
+  double diff = 0.0, norm = 0.0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!std::isfinite(got[i])) return INFINITY;
+    diff += (static_cast<double>(got[i]) - ref[i]) * (static_cast<double>(got[i]) - ref[i]);
+    norm += static_cast<double>(ref[i]) * ref[i];
+  }
+  return norm > 0.0 ? std::sqrt(diff / norm) : std::sqrt(diff);
+}
+
+void Record(const std::string& kernel, double error) {
+  double& worst = (*g_max_error)[kernel];
+  worst = std::max(worst, error);
+}
+
+#define EXPECT_CLOSE(kernel, got, ref, tolerance)                                    \
+  do {                                                                               \
+    const std::string kernel_ = (kernel);                                            \
+    const double error_ = RelativeError((got), (ref));                               \
+    Record(kernel_, error_);                                                         \
+    EXPECT_LE(error_, (tolerance)) << kernel_ << ": relative error " << error_;      \
+  } while (0)
+
+// --- embedding ------------------------------------------------------------------------------
+
+TEST(CudaKernels, Embedding) {
+  SEED_TRACE();
+  auto rng = Rng("Embedding");
+  for (const auto& [hidden, bf16_table] : std::vector<std::pair<int64_t, bool>>{
+           {4096, true}, {4096, false}, {1000, true}, {77, false}}) {
+    const int64_t vocab = 1000, tokens = 37;
+    std::vector<float> table = RoundBf16(RandomFloats(vocab * hidden, rng));
+    std::vector<int32_t> ids(tokens);
+    std::uniform_int_distribution<int32_t> id_dist(0, vocab - 1);
+    for (int32_t& id : ids) id = id_dist(rng);
+    std::vector<float> ref(tokens * hidden);
+    ASSERT_TRUE(cpu::Embedding(ids.data(), tokens, table.data(), vocab, hidden, ref.data()).ok());
+    DeviceBuffer<int32_t> ids_d(ids), bad_d(std::vector<int32_t>{-1});
+    DeviceBuffer<bf16> table_bf16(ToBf16(table)), out_d(tokens * hidden);
+    DeviceBuffer<float> table_f32(table);
+    const void* table_ptr = bf16_table ? static_cast<const void*>(table_bf16.get())
+                                       : static_cast<const void*>(table_f32.get());
+    ASSERT_STATUS_OK(LaunchEmbedding(ids_d.get(), tokens, table_ptr,
+                                     bf16_table ? DType::kBF16 : DType::kF32, vocab, hidden,
+                                     out_d.get(), bad_d.get(), nullptr));
+    EXPECT_CLOSE("embedding", ToF32(out_d.Download()), ref, 0.0);
+    EXPECT_EQ(bad_d.Download()[0], -1);
+    // An id outside the vocabulary is reported through bad_token.
+    ids[5] = static_cast<int32_t>(vocab);
+    ids_d.Upload(ids);
+    ASSERT_STATUS_OK(LaunchEmbedding(ids_d.get(), tokens, table_ptr,
+                                     bf16_table ? DType::kBF16 : DType::kF32, vocab, hidden,
+                                     out_d.get(), bad_d.get(), nullptr));
+    EXPECT_EQ(bad_d.Download()[0], 5);
+  }
+}
+
+// --- rms_norm -------------------------------------------------------------------------------
+
+TEST(CudaKernels, RmsNormAndAddRmsNorm) {
+  SEED_TRACE();
+  auto rng = Rng("RmsNorm");
+  for (const auto& [rows, dim] : std::vector<std::pair<int64_t, int64_t>>{
+           {1, 4096}, {7, 4096}, {64, 4096}, {3, 8192}, {5, 1000}, {2, 77}, {1, 30000}}) {
+    const float eps = 1e-5f;
+    std::vector<float> x = RoundBf16(RandomFloats(rows * dim, rng, 3.0f));
+    std::vector<float> residual = RoundBf16(RandomFloats(rows * dim, rng, 3.0f));
+    std::vector<float> weight = RoundBf16(RandomFloats(dim, rng));
+    DeviceBuffer<bf16> x_d(ToBf16(x)), res_d(ToBf16(residual)), w_d(ToBf16(weight));
+    DeviceBuffer<bf16> out_d(rows * dim);
+    std::vector<float> ref(rows * dim);
+
+    cpu::RMSNorm(x.data(), weight.data(), rows, dim, eps, ref.data());
+    ASSERT_STATUS_OK(LaunchRmsNorm(x_d.get(), w_d.get(), rows, dim, eps, out_d.get(), nullptr));
+    EXPECT_CLOSE("rms_norm", ToF32(out_d.Download()), ref, kBf16Tolerance);
+
+    std::vector<float> sum(rows * dim);
+    for (int64_t i = 0; i < rows * dim; ++i) sum[i] = residual[i] + x[i];
+    sum = RoundBf16(sum);
+    cpu::RMSNorm(sum.data(), weight.data(), rows, dim, eps, ref.data());
+    out_d.Poison();
+    ASSERT_STATUS_OK(
+        LaunchAddRmsNorm(res_d.get(), x_d.get(), w_d.get(), rows, dim, eps, out_d.get(), nullptr));
+    EXPECT_CLOSE("add_rms_norm (residual)", ToF32(res_d.Download()), sum, 0.0);
+    EXPECT_CLOSE("add_rms_norm", ToF32(out_d.Download()), ref, kBf16Tolerance);
+  }
+}
+
+// --- rope -----------------------------------------------------------------------------------
+
+struct RopeCase {
+  std::string name;
+  cpu::RopeParams params;
+  int64_t head_dim;
+  int32_t max_position;
+};
+
+std::vector<RopeCase> RopeCases() {
+  std::vector<RopeCase> cases;
+  cpu::RopeParams p;
+  p.theta = 500000.0;
+  p.rotary_dim = 128;
+  cases.push_back({"default", p, 128, 8000});
+  p.scaling = cpu::RopeScalingKind::kLinear;
+  p.factor = 4.0;
+  cases.push_back({"linear", p, 128, 8000});
+  p = {};
+  p.theta = 10000.0;
+  p.rotary_dim = 128;
+  p.scaling = cpu::RopeScalingKind::kDynamic;
+  p.factor = 2.0;
+  p.original_max_position = 2048;
+  cases.push_back({"dynamic", p, 128, 6000});
+  p = {};
+  p.theta = 500000.0;
+  p.rotary_dim = 128;
+  p.scaling = cpu::RopeScalingKind::kLlama3;
+  p.factor = 8.0;
+  p.original_max_position = 8192;
+  p.low_freq_factor = 1.0;
+  p.high_freq_factor = 4.0;
+  cases.push_back({"llama3", p, 128, 100000});
+  p = {};
+  p.theta = 10000.0;
+  p.rotary_dim = 128;
+  p.scaling = cpu::RopeScalingKind::kYarn;
+  p.factor = 4.0;
+  p.original_max_position = 4096;
+  p.attention_factor = 0.1 * std::log(4.0) + 1.0;
+  cases.push_back({"yarn", p, 128, 16000});
+  p = {};
+  p.theta = 10000.0;
+  p.rotary_dim = 32;
+  cases.push_back({"partial", p, 80, 3000});
+  p = {};
+  p.theta = 10000.0;
+  p.rotary_dim = 64;
+  p.interleaved = true;
+  p.scaling = cpu::RopeScalingKind::kYarn;
+  p.factor = 40.0;
+  p.original_max_position = 4096;
+  p.beta_fast = 32.0;
+  p.beta_slow = 1.0;
+  p.attention_factor = 0.1 * std::log(40.0) + 1.0;
+  cases.push_back({"interleaved_yarn", p, 64, 50000});
+  return cases;
+}
+
+TEST(CudaKernels, RopeAndCacheWriteAllVariants) {
+  SEED_TRACE();
+  auto rng = Rng("Rope");
+  for (const RopeCase& c : RopeCases()) {
+    SCOPED_TRACE(c.name);
+    const int64_t batch = 2, seq = 19, q_heads = 32, kv_heads = 8, head_dim = c.head_dim;
+    const int64_t capacity = c.max_position + 1, tokens = batch * seq;
+    // Distinct positions per sequence, so each cache row is written once.
+    std::vector<int32_t> positions(tokens);
+    for (int64_t b = 0; b < batch; ++b) {
+      std::vector<int32_t> all(capacity);
+      std::iota(all.begin(), all.end(), 0);
+      std::shuffle(all.begin(), all.end(), rng);
+      std::copy(all.begin(), all.begin() + seq, positions.begin() + b * seq);
+    }
+    positions[0] = c.max_position;  // the largest position appears
+    if (std::find(positions.begin() + 1, positions.begin() + seq, c.max_position) !=
+        positions.begin() + seq) {
+      positions[0] = 0;
+    }
+    int64_t seq_len = 0;
+    for (int32_t pos : positions) seq_len = std::max<int64_t>(seq_len, pos + 1);
+    std::vector<float> q = RoundBf16(RandomFloats(tokens * q_heads * head_dim, rng));
+    std::vector<float> k = RoundBf16(RandomFloats(tokens * kv_heads * head_dim, rng));
+    std::vector<float> v = RoundBf16(RandomFloats(tokens * kv_heads * head_dim, rng));
+    const int64_t row = kv_heads * head_dim;
+
+    std::vector<float> q_ref(q.size()), k_rot(k.size());
+    cpu::Rope(q.data(), positions.data(), tokens, q_heads, head_dim, c.params, q_ref.data());
+    cpu::Rope(k.data(), positions.data(), tokens, kv_heads, head_dim, c.params, k_rot.data());
+
+    DeviceBuffer<float> inv_freq(c.params.rotary_dim / 2);
+    ASSERT_STATUS_OK(UploadRopeInverseFrequencies(c.params, seq_len, inv_freq.get()));
+    DeviceBuffer<bf16> q_d(ToBf16(q)), k_d(ToBf16(k)), v_d(ToBf16(v));
+    DeviceBuffer<bf16> k_cache(batch * capacity * row), v_cache(batch * capacity * row);
+    DeviceBuffer<int32_t> pos_d(positions), bad_d(std::vector<int32_t>{-1});
+    const RopeKernelParams kp = MakeRopeKernelParams(c.params);
+
+    // Standalone rope, out of place (the pass-through features are copied).
+    DeviceBuffer<bf16> rope_out(q.size());
+    ASSERT_STATUS_OK(LaunchRope(q_d.get(), pos_d.get(), tokens, q_heads, head_dim,
+                                inv_freq.get(), kp, rope_out.get(), nullptr));
+    EXPECT_CLOSE("rope", ToF32(rope_out.Download()), q_ref, kBf16Tolerance);
+
+    ASSERT_STATUS_OK(LaunchRopeAndCacheWrite(q_d.get(), k_d.get(), v_d.get(), pos_d.get(), batch,
+                                             seq, q_heads, kv_heads, head_dim, inv_freq.get(),
+                                             kp, k_cache.get(), v_cache.get(), capacity,
+                                             bad_d.get(), nullptr));
+    EXPECT_CLOSE("rope+cache (q)", ToF32(q_d.Download()), q_ref, kBf16Tolerance);
+    EXPECT_EQ(bad_d.Download()[0], -1);
+    // The written cache rows against cpu::KVCacheWrite; every other row untouched (NaN).
+    const std::vector<float> k_cache_h = ToF32(k_cache.Download());
+    const std::vector<float> v_cache_h = ToF32(v_cache.Download());
+    std::vector<float> k_got, k_want, v_got, v_want;
+    std::vector<bool> written(batch * capacity, false);
+    for (int64_t t = 0; t < tokens; ++t) {
+      const int64_t cache_row = (t / seq) * capacity + positions[t];
+      written[cache_row] = true;
+      k_got.insert(k_got.end(), k_cache_h.begin() + cache_row * row,
+                   k_cache_h.begin() + (cache_row + 1) * row);
+      k_want.insert(k_want.end(), k_rot.begin() + t * row, k_rot.begin() + (t + 1) * row);
+      v_got.insert(v_got.end(), v_cache_h.begin() + cache_row * row,
+                   v_cache_h.begin() + (cache_row + 1) * row);
+      v_want.insert(v_want.end(), v.begin() + t * row, v.begin() + (t + 1) * row);
+    }
+    EXPECT_CLOSE("rope+cache (k)", k_got, k_want, kBf16Tolerance);
+    EXPECT_CLOSE("rope+cache (v)", v_got, v_want, 0.0);
+    int64_t touched = 0;
+    for (int64_t r = 0; r < batch * capacity; ++r) {
+      if (!written[r] && !std::isnan(k_cache_h[r * row])) ++touched;
+    }
+    EXPECT_EQ(touched, 0) << "cache rows written that no position names";
+  }
+}
+
+// --- swiglu and elementwise -----------------------------------------------------------------
+
+TEST(CudaKernels, SwiGlu) {
+  SEED_TRACE();
+  auto rng = Rng("SwiGlu");
+  for (const auto& [rows, cols, fused] : std::vector<std::tuple<int64_t, int64_t, bool>>{
+           {1, 14336, false}, {5, 14336, true}, {3, 1001, false}, {2, 1001, true}}) {
+    const int64_t stride = fused ? 2 * cols : cols;
+    std::vector<float> gate_up = RoundBf16(RandomFloats(rows * stride * (fused ? 1 : 2), rng, 2.0f));
+    DeviceBuffer<bf16> in_d(ToBf16(gate_up)), out_d(rows * cols);
+    const bf16* gate = in_d.get();
+    const bf16* up = fused ? in_d.get() + cols : in_d.get() + rows * cols;
+    std::vector<float> ref(rows * cols);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t c = 0; c < cols; ++c) {
+        float g = gate_up[r * stride + c];
+        const float u = fused ? gate_up[r * stride + cols + c] : gate_up[rows * cols + r * cols + c];
+        cpu::Unary(cpu::UnaryOp::kSilu, &g, 1, &g);
+        ref[r * cols + c] = g * u;
+      }
+    }
+    ASSERT_STATUS_OK(LaunchSwiGlu(gate, up, stride, rows, cols, out_d.get(), nullptr));
+    EXPECT_CLOSE("swiglu", ToF32(out_d.Download()), ref, kBf16Tolerance);
+  }
+}
+
+TEST(CudaKernels, Elementwise) {
+  SEED_TRACE();
+  auto rng = Rng("Elementwise");
+  for (int64_t n : {int64_t{4096 * 3}, int64_t{1001}}) {
+    std::vector<float> a = RoundBf16(RandomFloats(n, rng)), b = RoundBf16(RandomFloats(n, rng));
+    std::vector<float> ref(n);
+    for (const auto& [op, cpu_op, name] :
+         std::vector<std::tuple<ElementwiseOp, cpu::BinaryOp, std::string>>{
+             {ElementwiseOp::kAdd, cpu::BinaryOp::kAdd, "add"},
+             {ElementwiseOp::kMul, cpu::BinaryOp::kMul, "mul"}}) {
+      cpu::Binary(cpu_op, a.data(), b.data(), n, ref.data());
+      DeviceBuffer<float> a32(a), b32(b), out32(n);
+      ASSERT_STATUS_OK(LaunchBinary(op, DType::kF32, a32.get(), b32.get(), n, out32.get(), nullptr));
+      EXPECT_CLOSE(name + " f32", out32.Download(), ref, kF32Tolerance);
+      DeviceBuffer<bf16> a16(ToBf16(a)), b16(ToBf16(b)), out16(n);
+      ASSERT_STATUS_OK(LaunchBinary(op, DType::kBF16, a16.get(), b16.get(), n, out16.get(), nullptr));
+      EXPECT_CLOSE(name + " bf16", ToF32(out16.Download()), ref, kBf16Tolerance);
+    }
+    cpu::Scale(a.data(), 0.125 * 3, n, ref.data());
+    DeviceBuffer<float> a32(a), out32(n);
+    ASSERT_STATUS_OK(LaunchScale(DType::kF32, a32.get(), 0.125 * 3, n, out32.get(), nullptr));
+    EXPECT_CLOSE("scale f32", out32.Download(), ref, kF32Tolerance);
+    DeviceBuffer<bf16> a16(ToBf16(a)), out16(n);
+    ASSERT_STATUS_OK(LaunchScale(DType::kBF16, a16.get(), 0.125 * 3, n, out16.get(), nullptr));
+    EXPECT_CLOSE("scale bf16", ToF32(out16.Download()), ref, kBf16Tolerance);
+    // Casts: f32 -> bf16 rounds to nearest even (as the host conversion), bf16 -> f32 exact.
+    std::vector<float> x = RandomFloats(n, rng);
+    DeviceBuffer<float> x32(x), back32(n);
+    DeviceBuffer<bf16> x16(n);
+    ASSERT_STATUS_OK(LaunchCastF32ToBf16(x32.get(), n, x16.get(), nullptr));
+    EXPECT_CLOSE("cast f32->bf16", ToF32(x16.Download()), RoundBf16(x), 0.0);
+    ASSERT_STATUS_OK(LaunchCastBf16ToF32(x16.get(), n, back32.get(), nullptr));
+    EXPECT_CLOSE("cast bf16->f32", back32.Download(), RoundBf16(x), 0.0);
+  }
+}
+
+// --- gemm -----------------------------------------------------------------------------------
+
+TEST(CudaKernels, CublasLtGemm) {
+  SEED_TRACE();
+  auto rng = Rng("Gemm");
+  auto gemm = CublasLtGemm::Create();
+  ASSERT_TRUE(gemm.ok()) << gemm.status();
+  cpu::ThreadPool pool;
+  struct Shape {
+    int64_t m, n, k;
+  };
+  for (const Shape& s : std::vector<Shape>{{1, 4096, 4096}, {1, 14336, 4096}, {3, 4096, 14336},
+                                           {7, 1024, 4096}, {128, 512, 1024}, {33, 96, 80},
+                                           {2048, 256, 512}}) {
+    for (bool bias : {false, true}) {
+      for (GemmOutput output : {GemmOutput::kBF16, GemmOutput::kF32}) {
+        SCOPED_TRACE(absl::StrCat("M=", s.m, " N=", s.n, " K=", s.k, " bias=", bias,
+                                  " f32=", output == GemmOutput::kF32));
+        std::vector<float> a = RoundBf16(RandomFloats(s.m * s.k, rng));
+        std::vector<float> w = RoundBf16(RandomFloats(s.n * s.k, rng, 0.05f));
+        std::vector<float> b = RoundBf16(RandomFloats(s.n, rng));
+        std::vector<float> ref(s.m * s.n);
+        cpu::Matmul(a.data(), s.m, s.k, w.data(), s.n, true, bias ? b.data() : nullptr,
+                    ref.data(), &pool);
+        DeviceBuffer<bf16> a_d(ToBf16(a)), w_d(ToBf16(w)), b16(ToBf16(b)), c16(s.m * s.n);
+        DeviceBuffer<float> b32(b), c32(s.m * s.n);
+        const bool f32 = output == GemmOutput::kF32;
+        const void* bias_ptr = !bias ? nullptr
+                               : f32 ? static_cast<const void*>(b32.get())
+                                     : static_cast<const void*>(b16.get());
+        void* c_ptr = f32 ? static_cast<void*>(c32.get()) : static_cast<void*>(c16.get());
+        ASSERT_STATUS_OK((*gemm)->Run(a_d.get(), w_d.get(), bias_ptr, c_ptr, s.m, s.n, s.k,
+                                      output, nullptr));
+        const std::vector<float> got = f32 ? c32.Download() : ToF32(c16.Download());
+        // bf16 operands: 1e-2 either way; the f32 output holds the exact products' sum up to
+        // f32 accumulation order.
+        EXPECT_CLOSE(f32 ? "gemm (f32 out)" : "gemm (bf16 out)", got, ref,
+                     f32 ? 1e-5 : kBf16Tolerance);
+      }
+    }
+  }
+  // A second call with another M of the same bucket reuses the plan.
+  const size_t plans = (*gemm)->cached_plans();
+  DeviceBuffer<bf16> a_d(3 * 512), w_d(256 * 512), c_d(3 * 256);
+  ASSERT_STATUS_OK((*gemm)->Run(a_d.get(), w_d.get(), nullptr, c_d.get(), 4, 256, 512,
+                                GemmOutput::kBF16, nullptr) );
+  EXPECT_EQ((*gemm)->cached_plans(), plans + 1);
+  ASSERT_STATUS_OK((*gemm)->Run(a_d.get(), w_d.get(), nullptr, c_d.get(), 3, 256, 512,
+                                GemmOutput::kBF16, nullptr));
+  EXPECT_EQ((*gemm)->cached_plans(), plans + 1);
+}
+
+// --- attention ------------------------------------------------------------------------------
+
+struct AttentionCase {
+  std::string name;
+  int64_t batch, seq, heads, kv_heads, head_dim, kv_len, first_position;
+  int64_t window;
+  double softcap;
+};
+
+TEST(CudaKernels, AttentionPrefill) {
+  SEED_TRACE();
+  auto rng = Rng("AttentionPrefill");
+  cpu::ThreadPool pool;
+  for (const AttentionCase& c : std::vector<AttentionCase>{
+           {"llama3-8b", 1, 300, 32, 8, 128, 300, 0, 0, 0.0},
+           {"qwen2-window-softcap", 2, 77, 14, 2, 64, 77, 0, 32, 30.0},
+           {"chunked-prefill-cache", 2, 40, 8, 8, 256, 160, 100, 0, 0.0},
+           {"chunked-window", 3, 65, 16, 4, 128, 512, 200, 100, 0.0}}) {
+    SCOPED_TRACE(c.name);
+    const int64_t q_size = c.batch * c.seq * c.heads * c.head_dim;
+    const int64_t kv_size = c.batch * c.kv_len * c.kv_heads * c.head_dim;
+    std::vector<float> q = RoundBf16(RandomFloats(q_size, rng));
+    std::vector<float> k = RoundBf16(RandomFloats(kv_size, rng));
+    std::vector<float> v = RoundBf16(RandomFloats(kv_size, rng));
+    std::vector<int32_t> positions(c.batch * c.seq);
+    for (int64_t b = 0; b < c.batch; ++b)
+      for (int64_t s = 0; s < c.seq; ++s)
+        positions[b * c.seq + s] = static_cast<int32_t>(c.first_position + s);
+    const int64_t last = c.first_position + c.seq - 1;
+    // Cache rows past the last position hold NaN: they must never reach the result.
+    for (int64_t b = 0; b < c.batch; ++b)
+      for (int64_t j = last + 1; j < c.kv_len; ++j)
+        for (int64_t i = 0; i < c.kv_heads * c.head_dim; ++i) {
+          k[(b * c.kv_len + j) * c.kv_heads * c.head_dim + i] = NAN;
+          v[(b * c.kv_len + j) * c.kv_heads * c.head_dim + i] = NAN;
+        }
+    cpu::AttentionParams params;
+    params.scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+    params.sliding_window = c.window;
+    params.logit_softcap = c.softcap;
+    std::vector<float> ref(q_size);
+    cpu::Attention(q.data(), k.data(), v.data(), positions.data(), c.batch, c.seq, c.heads,
+                   c.kv_len, c.kv_heads, c.head_dim, c.head_dim, params, ref.data(), &pool);
+    DeviceBuffer<bf16> q_d(ToBf16(q)), k_d(ToBf16(k)), v_d(ToBf16(v)), out_d(q_size);
+    DeviceBuffer<int32_t> pos_d(positions);
+    AttentionKernelParams kp;
+    kp.scale = static_cast<float>(params.scale);
+    kp.sliding_window = c.window;
+    kp.logit_softcap = static_cast<float>(c.softcap);
+    ASSERT_STATUS_OK(LaunchAttentionPrefill(q_d.get(), k_d.get(), v_d.get(), pos_d.get(), c.batch,
+                                            c.seq, c.heads, c.kv_len, c.kv_heads, c.head_dim, kp,
+                                            out_d.get(), nullptr));
+    EXPECT_CLOSE("attention_prefill", ToF32(out_d.Download()), ref, kBf16Tolerance);
+  }
+}
+
+struct DecodeCase {
+  std::string name;
+  std::vector<int32_t> positions;
+  int64_t heads, kv_heads, head_dim, capacity, window;
+  int expect_splits;  // 1: one split, 2: more than one
+};
+
+TEST(CudaKernels, AttentionDecode) {
+  SEED_TRACE();
+  auto rng = Rng("AttentionDecode");
+  cpu::ThreadPool pool;
+  std::vector<int32_t> many(64);
+  for (int32_t& p : many) p = static_cast<int32_t>(rng() % 300);
+  for (const DecodeCase& c : std::vector<DecodeCase>{
+           {"llama3-8b-8k", {0, 900, 8191}, 32, 8, 128, 8192, 0, 2},
+           {"llama3-8b-long-batch1", {5000}, 32, 8, 128, 8192, 0, 2},
+           {"qwen2-group7-window", {5, 3000, 4095}, 28, 4, 64, 4096, 256, 2},
+           {"group16-head256", {17, 1000}, 16, 1, 256, 1024, 0, 2},
+           {"batch64-one-split", many, 32, 8, 128, 300, 0, 1}}) {
+    SCOPED_TRACE(c.name);
+    const int64_t batch = c.positions.size();
+    const int64_t row = c.kv_heads * c.head_dim;
+    std::vector<float> q = RoundBf16(RandomFloats(batch * c.heads * c.head_dim, rng));
+    std::vector<float> k = RoundBf16(RandomFloats(batch * c.capacity * row, rng));
+    std::vector<float> v = RoundBf16(RandomFloats(batch * c.capacity * row, rng));
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t j = c.positions[b] + 1; j < c.capacity; ++j)
+        for (int64_t i = 0; i < row; ++i) {
+          k[(b * c.capacity + j) * row + i] = NAN;
+          v[(b * c.capacity + j) * row + i] = NAN;
+        }
+    cpu::AttentionParams params;
+    params.scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+    params.sliding_window = c.window;
+    std::vector<float> ref(q.size());
+    cpu::Attention(q.data(), k.data(), v.data(), c.positions.data(), batch, 1, c.heads,
+                   c.capacity, c.kv_heads, c.head_dim, c.head_dim, params, ref.data(), &pool);
+    const int64_t max_context = c.window > 0 ? std::min(c.window, c.capacity) : c.capacity;
+    const AttentionDecodeSplit plan =
+        PlanAttentionDecode(batch, c.heads, c.kv_heads, c.head_dim, max_context);
+    if (c.expect_splits == 1) {
+      EXPECT_EQ(plan.splits, 1);
+    } else {
+      EXPECT_GT(plan.splits, 1);
+    }
+    DeviceBuffer<bf16> q_d(ToBf16(q)), k_d(ToBf16(k)), v_d(ToBf16(v)), out_d(q.size());
+    DeviceBuffer<int32_t> pos_d(c.positions);
+    DeviceBuffer<unsigned char> workspace(std::max<size_t>(plan.workspace_bytes, 16));
+    AttentionKernelParams kp;
+    kp.scale = static_cast<float>(params.scale);
+    kp.sliding_window = c.window;
+    ASSERT_STATUS_OK(LaunchAttentionDecode(q_d.get(), k_d.get(), v_d.get(), pos_d.get(), batch,
+                                           c.heads, c.capacity, c.kv_heads, c.head_dim, kp, plan,
+                                           workspace.get(), out_d.get(), nullptr));
+    EXPECT_CLOSE("attention_decode", ToF32(out_d.Download()), ref, kBf16Tolerance);
+  }
+}
+
+// --- sampling -------------------------------------------------------------------------------
+
+int32_t CpuArgmax(const float* row, int64_t vocab) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < vocab; ++i)
+    if (row[i] > row[best]) best = i;
+  return static_cast<int32_t>(best);
+}
+
+// The ids the CPU sampler may draw from (runtime/api/tessel.cc SampleRow), with their
+// probabilities.
+std::map<int32_t, double> AllowedSet(const float* row, int64_t vocab, const SamplingKernelParams& p) {
+  std::vector<int32_t> ids(vocab);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::sort(ids.begin(), ids.end(), [row](int32_t a, int32_t b) {
+    return row[a] > row[b] || (row[a] == row[b] && a < b);
+  });
+  const int64_t keep = p.top_k > 0 ? std::min<int64_t>(p.top_k, vocab) : vocab;
+  std::vector<double> probs(keep);
+  double total = 0.0;
+  for (int64_t i = 0; i < keep; ++i) {
+    probs[i] = std::exp((static_cast<double>(row[ids[i]]) - row[ids[0]]) / p.temperature);
+    total += probs[i];
+  }
+  int64_t kept = keep;
+  if (p.top_p > 0.0f && p.top_p < 1.0f) {
+    double cumulative = 0.0;
+    for (int64_t i = 0; i < keep; ++i) {
+      cumulative += probs[i] / total;
+      if (cumulative >= p.top_p) {
+        kept = i + 1;
+        break;
+      }
+    }
+  }
+  double kept_total = 0.0;
+  for (int64_t i = 0; i < kept; ++i) kept_total += probs[i];
+  std::map<int32_t, double> allowed;
+  for (int64_t i = 0; i < kept; ++i) allowed[ids[i]] = probs[i] / kept_total;
+  return allowed;
+}
+
+TEST(CudaKernels, ArgmaxMatchesCpu) {
+  SEED_TRACE();
+  auto rng = Rng("Argmax");
+  for (int64_t vocab : {int64_t{128256}, int64_t{151936}, int64_t{1001}}) {
+    const int64_t rows = 6;
+    std::vector<float> logits = RandomFloats(rows * vocab, rng, 4.0f);
+    // Ties: the lower id wins.
+    logits[1 * vocab + 7] = logits[1 * vocab + vocab - 3] = 1e4f;
+    std::vector<int32_t> ref(rows);
+    for (int64_t r = 0; r < rows; ++r) ref[r] = CpuArgmax(logits.data() + r * vocab, vocab);
+    DeviceBuffer<float> l_d(logits);
+    DeviceBuffer<int32_t> out_d(rows);
+    ASSERT_STATUS_OK(LaunchArgmax(l_d.get(), rows, vocab, out_d.get(), nullptr));
+    EXPECT_EQ(out_d.Download(), ref);
+    SamplingKernelParams greedy;
+    greedy.temperature = 0.0f;
+    out_d.Poison();
+    ASSERT_STATUS_OK(LaunchSample(l_d.get(), rows, vocab, greedy, out_d.get(), nullptr));
+    EXPECT_EQ(out_d.Download(), ref);
+    greedy.temperature = 0.7f;
+    greedy.top_k = 1;
+    out_d.Poison();
+    ASSERT_STATUS_OK(LaunchSample(l_d.get(), rows, vocab, greedy, out_d.get(), nullptr));
+    EXPECT_EQ(out_d.Download(), ref);
+  }
+}
+
+TEST(CudaKernels, SamplingDeterministicAndInAllowedSet) {
+  SEED_TRACE();
+  auto rng = Rng("Sampling");
+  const int64_t rows = 64, vocab = 128256;
+  std::vector<float> logits = RandomFloats(rows * vocab, rng, 3.0f);
+  DeviceBuffer<float> l_d(logits);
+  for (const auto& [temperature, top_k, top_p] : std::vector<std::tuple<float, int, float>>{
+           {0.8f, 50, 0.9f}, {1.0f, 0, 0.5f}, {1.3f, 20, 1.0f}, {0.6f, 0, 0.0f}}) {
+    SCOPED_TRACE(absl::StrCat("T=", temperature, " k=", top_k, " p=", top_p));
+    SamplingKernelParams p;
+    p.temperature = temperature;
+    p.top_k = top_k;
+    p.top_p = top_p;
+    p.seed = rng();
+    p.offset = 17;
+    DeviceBuffer<int32_t> first(rows), second(rows), other(rows);
+    ASSERT_STATUS_OK(LaunchSample(l_d.get(), rows, vocab, p, first.get(), nullptr));
+    ASSERT_STATUS_OK(LaunchSample(l_d.get(), rows, vocab, p, second.get(), nullptr));
+    const std::vector<int32_t> tokens = first.Download();
+    EXPECT_EQ(tokens, second.Download()) << "same seed and offset, different tokens";
+    p.offset = 18;
+    ASSERT_STATUS_OK(LaunchSample(l_d.get(), rows, vocab, p, other.get(), nullptr));
+    const std::vector<int32_t> next = other.Download();
+    if (top_k == 0 && top_p == 0.0f) {
+      EXPECT_NE(tokens, next) << "a new offset should draw new tokens";
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      const auto allowed = AllowedSet(logits.data() + r * vocab, vocab, p);
+      EXPECT_TRUE(allowed.count(tokens[r])) << "row " << r << " drew " << tokens[r]
+                                            << " outside the top-k/top-p set of "
+                                            << allowed.size();
+    }
+  }
+}
+
+TEST(CudaKernels, SamplingDistribution) {
+  SEED_TRACE();
+  auto rng = Rng("SamplingDistribution");
+  const int64_t vocab = 24, rows = 40000;
+  std::vector<float> row = RandomFloats(vocab, rng, 1.5f);
+  std::vector<float> logits;
+  for (int64_t r = 0; r < rows; ++r) logits.insert(logits.end(), row.begin(), row.end());
+  SamplingKernelParams p;
+  p.temperature = 0.9f;
+  p.top_k = 12;
+  p.top_p = 0.8f;
+  p.seed = rng();
+  DeviceBuffer<float> l_d(logits);
+  DeviceBuffer<int32_t> out_d(rows);
+  ASSERT_STATUS_OK(LaunchSample(l_d.get(), rows, vocab, p, out_d.get(), nullptr));
+  const std::vector<int32_t> tokens = out_d.Download();
+  const auto allowed = AllowedSet(row.data(), vocab, p);
+  std::map<int32_t, int64_t> counts;
+  for (int32_t t : tokens) ++counts[t];
+  for (const auto& [id, count] : counts) EXPECT_TRUE(allowed.count(id)) << "drew " << id;
+  for (const auto& [id, prob] : allowed) {
+    const double expected = prob * rows;
+    const double sigma = std::sqrt(rows * prob * (1.0 - prob)) + 1.0;
+    EXPECT_NEAR(static_cast<double>(counts[id]), expected, 5.0 * sigma) << "id " << id;
+  }
+}
+
+}  // namespace
+}  // namespace tessel::cuda
+
+/// ctest's SKIP_RETURN_CODE (tests/gpu/CMakeLists.txt): reported as "Skipped", not passed.
+constexpr int kSkipExitCode = 77;
+
+int main(int argc, char** argv) {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    std::printf("SKIPPED (no CUDA device)\n");
+    return kSkipExitCode;
+  }
+  const char* seed_env = std::getenv("TESSEL_TEST_SEED");
+  tessel::cuda::g_seed =
+      seed_env != nullptr
+          ? std::strtoull(seed_env, nullptr, 10)
+          : static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  std::printf("cuda_kernels_test seed %llu\n",
+              static_cast<unsigned long long>(tessel::cuda::g_seed));
+  testing::InitGoogleTest(&argc, argv);
+  const int result = RUN_ALL_TESTS();
+  std::printf("\nmax relative error per kernel (seed %llu):\n",
+              static_cast<unsigned long long>(tessel::cuda::g_seed));
+  for (const auto& [kernel, error] : *tessel::cuda::g_max_error) {
+    std::printf("  %-28s %.3e\n", kernel.c_str(), error);
+  }
+  return result;
+}
