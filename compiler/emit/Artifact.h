@@ -40,6 +40,9 @@ struct ArtifactOptions {
   std::string output_dir;
   std::string checkpoint_path;  // tokenizer files are copied from here (if a directory)
   bool progress = true;         // report weight writing on stderr
+  /// false: write the plan and manifest but no weights file (benchmarks fill weights
+  /// with `--weights dummy` at load); the plan still lays out every weight's offset.
+  bool write_weights = true;
 };
 
 /// Writes the artifact for `module` (lowered and planned) of `model`.

@@ -71,41 +71,95 @@ std::vector<WeightSpec> collectWeights(ModuleOp module) {
 /// Writes `bytes` at the end of `os`, aligned; returns its record fields.
 class WeightFileWriter {
 public:
-  explicit WeightFileWriter(llvm::raw_fd_ostream &os) : os_(os) {}
-  uint64_t append(std::span<const uint8_t> bytes, uint64_t *checksum, uint64_t hash) {
+  /// `os` null: lay out offsets only (a plan without a weights file).
+  explicit WeightFileWriter(llvm::raw_fd_ostream *os) : os_(os) {}
+  /// Pads to the weight alignment; returns the offset the next weight starts at.
+  uint64_t align() {
     uint64_t pad = (::tessel::plan_format::kWeightAlignment -
                     offset_ % ::tessel::plan_format::kWeightAlignment) %
                    ::tessel::plan_format::kWeightAlignment;
     static const char zeros[256] = {};
-    os_.write(zeros, pad);
+    if (os_)
+      os_->write(zeros, pad);
     offset_ += pad;
-    uint64_t at = offset_;
-    os_.write(reinterpret_cast<const char *>(bytes.data()), bytes.size());
-    offset_ += bytes.size();
-    *checksum = ::tessel::plan_format::Fnv1a64(bytes.data(), bytes.size(), hash);
+    return offset_;
+  }
+  uint64_t append(std::span<const uint8_t> bytes, uint64_t *checksum, uint64_t hash) {
+    uint64_t at = align();
+    appendContiguous(bytes, &hash);
+    *checksum = hash;
     return at;
   }
   /// Appends without padding (the next part of a stacked weight).
   void appendContiguous(std::span<const uint8_t> bytes, uint64_t *checksum) {
-    os_.write(reinterpret_cast<const char *>(bytes.data()), bytes.size());
+    if (os_)
+      os_->write(reinterpret_cast<const char *>(bytes.data()), bytes.size());
     offset_ += bytes.size();
     *checksum = ::tessel::plan_format::Fnv1a64(bytes.data(), bytes.size(), *checksum);
+  }
+  /// Reserves `size` bytes at an aligned offset without writing them.
+  uint64_t reserve(uint64_t size) {
+    uint64_t at = align();
+    offset_ += size;
+    return at;
   }
   uint64_t offset() const { return offset_; }
 
 private:
-  llvm::raw_fd_ostream &os_;
+  llvm::raw_fd_ostream *os_;
   uint64_t offset_ = 0;
 };
 
+/// How the weights file stores `spec`: its plan dtype.
+llvm::Expected<tp::DType> storedDType(const WeightSpec &spec) {
+  if (spec.dequantize)
+    return tp::DType::F32;
+  Type element = spec.type.getElementType();
+  if (spec.quant) {
+    auto q = cast<mlir::tessel::QuantizedTensorType>(spec.quant);
+    bool gguf32 = q.getScheme() == mlir::tessel::QuantScheme::group &&
+                  q.getGroupSize() == 32 && q.getScaleType().isF16();
+    if (gguf32 && element.isSignlessInteger(8))
+      return tp::DType::Q8_0;
+    if (gguf32 && element.isSignlessInteger(4))
+      return tp::DType::Q4_0;
+    return makeError("weight '" + spec.name + "' has a quantized type the plan cannot store yet");
+  }
+  if (element.isF32())
+    return tp::DType::F32;
+  if (element.isF16())
+    return tp::DType::F16;
+  if (element.isBF16())
+    return tp::DType::BF16;
+  return makeError("weight '" + spec.name + "' has an element type the plan cannot store");
+}
+
+/// Bytes of `elements` values stored as `dtype` (GGUF blocks of 32 with an f16 scale).
+uint64_t storedBytes(tp::DType dtype, uint64_t elements) {
+  switch (dtype) {
+  case tp::DType::F32:
+  case tp::DType::I32: return elements * 4;
+  case tp::DType::F16:
+  case tp::DType::BF16: return elements * 2;
+  case tp::DType::Q8_0: return elements / 32 * 34;
+  case tp::DType::Q4_0: return elements / 32 * 18;
+  case tp::DType::I64: return elements * 8;
+  default: return elements;
+  }
+}
+
+/// Writes the weights file at `path` (none when `path` is empty: offsets only).
 llvm::Expected<std::vector<WeightRecord>>
 writeWeights(const std::vector<WeightSpec> &specs, const ImportedModel &model,
              const std::string &path, bool progress) {
   std::error_code ec;
-  llvm::raw_fd_ostream os(path, ec);
-  if (ec)
-    return makeError("cannot create " + path + ": " + ec.message());
-  WeightFileWriter writer(os);
+  std::unique_ptr<llvm::raw_fd_ostream> os;
+  if (!path.empty()) {
+    os = std::make_unique<llvm::raw_fd_ostream>(path, ec);
+    if (ec)
+      return makeError("cannot create " + path + ": " + ec.message());
+  }
+  WeightFileWriter writer(os.get());
   std::vector<WeightRecord> records;
   uint64_t total = 0;
   for (const WeightSpec &spec : specs)
@@ -127,65 +181,48 @@ writeWeights(const std::vector<WeightSpec> &specs, const ImportedModel &model,
     } else {
       parts.push_back(spec.name);
     }
+    llvm::Expected<tp::DType> dtype = storedDType(spec);
+    if (!dtype)
+      return dtype.takeError();
+    record.dtype = static_cast<uint8_t>(*dtype);
     // Weights carry their stored names (GGUF's differ from Hugging Face's), which is
     // what data() and dequantize() look up.
-    if (spec.dequantize) {
+    if (!os) {
+      record.size = storedBytes(*dtype, spec.type.getNumElements());
+      record.offset = writer.reserve(record.size);
+    } else if (spec.dequantize) {
       std::vector<float> values(spec.type.getNumElements());
       if (llvm::Error error = source.dequantize(spec.name, values))
         return std::move(error);
-      record.dtype = static_cast<uint8_t>(tp::DType::F32);
       record.size = values.size() * sizeof(float);
       record.offset = writer.append(
           {reinterpret_cast<const uint8_t *>(values.data()), record.size}, &record.checksum,
           0xcbf29ce484222325ull);
     } else {
-      std::optional<tp::DType> dtype;
       for (auto [p, part] : llvm::enumerate(parts)) {
         std::span<const uint8_t> bytes = source.data(part);
         if (bytes.empty())
           return makeError("weight '" + part + "' has no data in the checkpoint");
-        if (p == 0) {
+        if (p == 0)
           record.offset = writer.append(bytes, &record.checksum, 0xcbf29ce484222325ull);
-        } else {
+        else
           writer.appendContiguous(bytes, &record.checksum);
-        }
         record.size += bytes.size();
       }
-      // The element type of the buffer says how the bytes are stored.
-      Type element = spec.type.getElementType();
-      if (spec.quant) {
-        auto q = cast<mlir::tessel::QuantizedTensorType>(spec.quant);
-        bool gguf32 = q.getScheme() == mlir::tessel::QuantScheme::group && q.getGroupSize() == 32 &&
-                      q.getScaleType().isF16();
-        if (gguf32 && element.isSignlessInteger(8))
-          dtype = tp::DType::Q8_0;
-        else if (gguf32 && element.isSignlessInteger(4))
-          dtype = tp::DType::Q4_0;
-        else
-          return makeError("weight '" + spec.name + "' has a quantized type the plan cannot "
-                           "store yet");
-      } else if (element.isF32()) {
-        dtype = tp::DType::F32;
-      } else if (element.isF16()) {
-        dtype = tp::DType::F16;
-      } else if (element.isBF16()) {
-        dtype = tp::DType::BF16;
-      } else {
-        return makeError("weight '" + spec.name + "' has an element type the plan cannot store");
-      }
-      record.dtype = static_cast<uint8_t>(*dtype);
     }
     records.push_back(record);
     auto now = std::chrono::steady_clock::now();
-    if (progress && (now - lastReport > std::chrono::seconds(1) || i + 1 == specs.size())) {
+    if (os && progress && (now - lastReport > std::chrono::seconds(1) || i + 1 == specs.size())) {
       llvm::errs() << "tessel-compile: wrote weights " << (i + 1) << "/" << specs.size() << " ("
                    << formatBytes(writer.offset()) << " of ~" << formatBytes(total) << ")\n";
       lastReport = now;
     }
   }
-  os.close();
-  if (os.has_error())
-    return makeError("writing " + path + " failed: " + os.error().message());
+  if (os) {
+    os->close();
+    if (os->has_error())
+      return makeError("writing " + path + " failed: " + os->error().message());
+  }
   return records;
 }
 
@@ -202,7 +239,7 @@ llvm::Error writeFile(const std::string &path, llvm::StringRef contents) {
 }
 
 std::string manifestJson(ModuleOp module, const ImportedModel &model,
-                         const std::vector<WeightRecord> &weights) {
+                         const std::vector<WeightRecord> &weights, bool weightsWritten) {
   const ::tessel::import::ModelConfig &c = model.config;
   llvm::json::Array entries;
   for (auto func : module.getOps<func::FuncOp>()) {
@@ -234,7 +271,9 @@ std::string manifestJson(ModuleOp module, const ImportedModel &model,
       {"weights", llvm::json::Object{{"count", static_cast<int64_t>(weights.size())},
                                      {"bytes", static_cast<int64_t>(bytes)},
                                      {"parameters", static_cast<int64_t>(elements)},
-                                     {"files", llvm::json::Array{"weights.rank0.bin"}}}}};
+                                     {"files", weightsWritten
+                                                   ? llvm::json::Array{"weights.rank0.bin"}
+                                                   : llvm::json::Array{}}}}};
   std::string text;
   llvm::raw_string_ostream os(text);
   os << llvm::formatv("{0:2}", llvm::json::Value(std::move(manifest))) << "\n";
@@ -259,7 +298,9 @@ llvm::Error writeArtifact(mlir::ModuleOp module, const import::ImportedModel &mo
   };
 
   std::vector<WeightSpec> specs = collectWeights(module);
-  auto records = writeWeights(specs, model, tmpDir + "/weights.rank0.bin", options.progress);
+  auto records = writeWeights(specs, model,
+                              options.write_weights ? tmpDir + "/weights.rank0.bin" : "",
+                              options.progress);
   if (!records)
     return fail(records.takeError());
   auto plan = emitPlan(module, model, *records);
@@ -270,7 +311,7 @@ llvm::Error writeArtifact(mlir::ModuleOp module, const import::ImportedModel &mo
           llvm::StringRef(reinterpret_cast<const char *>(plan->data()), plan->size())))
     return fail(std::move(error));
   if (llvm::Error error =
-          writeFile(tmpDir + "/manifest.json", manifestJson(module, model, *records)))
+          writeFile(tmpDir + "/manifest.json", manifestJson(module, model, *records, options.write_weights)))
     return fail(std::move(error));
   if (llvm::sys::fs::is_directory(options.checkpoint_path)) {
     for (const char *name : {"tokenizer.json", "tokenizer_config.json", "tokenizer.model",

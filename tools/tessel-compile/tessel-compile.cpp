@@ -47,6 +47,15 @@ cl::opt<std::string> outputPath("o",
 
 cl::opt<bool> quiet("quiet", cl::desc("Do not report progress"), cl::cat(category));
 
+enum class WeightsKind { Write, None };
+cl::opt<WeightsKind> weightsKind(
+    "weights", cl::desc("Weights of the artifact"), cl::init(WeightsKind::Write),
+    cl::values(clEnumValN(WeightsKind::Write, "write", "copy them into weights.rank0.bin"),
+               clEnumValN(WeightsKind::None, "none",
+                          "no weights file: the plan only (run with tessel-run --weights "
+                          "dummy, for benchmarks of real-size models)")),
+    cl::cat(category));
+
 cl::opt<int64_t> maxContext("max-context",
                             cl::desc("KV cache capacity in tokens (default: the model's "
                                      "max_position_embeddings)"),
@@ -145,6 +154,7 @@ int main(int argc, char **argv) {
     artifact.output_dir = outputPath;
     artifact.checkpoint_path = inputPath;
     artifact.progress = !quiet;
+    artifact.write_weights = weightsKind == WeightsKind::Write;
     if (llvm::Error error = ::tessel::emit::writeArtifact(module, *imported, artifact))
       return fail(llvm::toString(std::move(error)));
     report("wrote " + outputPath);
