@@ -16,19 +16,41 @@
 #include "absl/strings/str_cat.h"
 #include "runtime/cpu/executor.h"
 #include "runtime/plan/loader.h"
+#if defined(TESSEL_HAVE_CUDA)
+#include "runtime/cuda/executor.h"
+#endif
 
 struct tessel_status_s {
   tessel_status_code_t code;
   std::string message;
 };
 
+// Exactly one of the executors' models is set.
 struct tessel_model_s {
   std::shared_ptr<const tessel::cpu::CpuModel> model;
+#if defined(TESSEL_HAVE_CUDA)
+  std::shared_ptr<const tessel::cuda::CudaModel> cuda;
+#endif
   std::string model_type;
+  const tessel::plan::ModelInfo& info() const {
+#if defined(TESSEL_HAVE_CUDA)
+    if (cuda) return cuda->info();
+#endif
+    return model->info();
+  }
+  int64_t max_context() const {
+#if defined(TESSEL_HAVE_CUDA)
+    if (cuda) return cuda->max_context();
+#endif
+    return model->max_context();
+  }
 };
 
 struct tessel_session_s {
-  std::unique_ptr<tessel::cpu::CpuSession> session;
+  std::unique_ptr<tessel::cpu::CpuSession> session;  // CPU
+#if defined(TESSEL_HAVE_CUDA)
+  std::unique_ptr<tessel::cuda::CudaSession> cuda;  // or CUDA
+#endif
   // The sampler's generator: SplitMix64 (Steele et al., "Fast splittable
   // pseudorandom number generators", OOPSLA 2014), chosen for identical streams
   // on every platform, which std::uniform_real_distribution does not promise.
@@ -171,12 +193,32 @@ tessel_status_t tessel_model_load(const char* artifact_dir,
   *out_model = nullptr;
   if (artifact_dir == nullptr)
     return NullArgument("tessel_model_load", "artifact_dir");
-  const tessel_model_options_t defaults = {TESSEL_DEVICE_CPU, 0, 0};
+  const tessel_model_options_t defaults = {TESSEL_DEVICE_CPU, 0, 0, false};
   if (options == nullptr) options = &defaults;
   return Guard([&]() -> tessel_status_t {
     if (options->device == TESSEL_DEVICE_CUDA) {
+#if defined(TESSEL_HAVE_CUDA)
+      tessel::LoadOptions load_options;
+      load_options.verify_checksums = options->skip_checksums == 0;
+      tessel::cuda::CudaModelOptions cuda_options;
+      cuda_options.dummy_weights = options->dummy_weights;
+      auto model =
+          tessel::cuda::CudaModel::Load(artifact_dir, load_options, cuda_options);
+      if (!model.ok()) return ToCStatus(model.status());
+      auto handle = std::make_unique<tessel_model_s>();
+      const flatbuffers::String* type = (*model)->info().model_type();
+      handle->model_type = type ? type->str() : "";
+      handle->cuda = std::move(*model);
+      *out_model = handle.release();
+      return nullptr;
+#else
       return ToCStatus(absl::UnimplementedError(
           "the CUDA executor is not part of this build yet; use device cpu"));
+#endif
+    }
+    if (options->dummy_weights) {
+      return ToCStatus(absl::InvalidArgumentError(
+          "tessel_model_load: dummy_weights needs TESSEL_DEVICE_CUDA"));
     }
     if (options->device != TESSEL_DEVICE_CPU) {
       return ToCStatus(absl::InvalidArgumentError(
@@ -208,10 +250,10 @@ tessel_status_t tessel_model_get_info(tessel_model_t model,
   if (model == nullptr) return NullArgument("tessel_model_get_info", "model");
   if (out_info == nullptr)
     return NullArgument("tessel_model_get_info", "out_info");
-  const tessel::plan::ModelInfo& info = model->model->info();
+  const tessel::plan::ModelInfo& info = model->info();
   *out_info = tessel_model_info_t{};
   out_info->vocab_size = info.vocab_size();
-  out_info->max_context = model->model->max_context();
+  out_info->max_context = model->max_context();
   out_info->num_layers = info.num_layers();
   out_info->bos_token_id = static_cast<int32_t>(info.bos_token_id());
   if (info.eos_token_ids() != nullptr) {
@@ -234,13 +276,37 @@ tessel_status_t tessel_session_create(tessel_model_t model,
   if (model == nullptr) return NullArgument("tessel_session_create", "model");
   return Guard([&]() -> tessel_status_t {
     tessel::cpu::CpuSessionOptions session_options;
+    int64_t max_batch = 1;
     if (options != nullptr) {
       if (options->max_context < 0) {
         return ToCStatus(absl::InvalidArgumentError(
             absl::StrCat("tessel_session_create: max_context is ",
                          options->max_context, ", expected >= 0")));
       }
+      if (options->max_batch < 0) {
+        return ToCStatus(absl::InvalidArgumentError(
+            absl::StrCat("tessel_session_create: max_batch is ",
+                         options->max_batch, ", expected >= 0")));
+      }
       session_options.max_context = options->max_context;
+      max_batch = std::max<int64_t>(1, options->max_batch);
+    }
+#if defined(TESSEL_HAVE_CUDA)
+    if (model->cuda) {
+      tessel::cuda::CudaSessionOptions cuda_options;
+      cuda_options.max_context = session_options.max_context;
+      cuda_options.max_batch = max_batch;
+      auto session = tessel::cuda::CudaSession::Create(model->cuda, cuda_options);
+      if (!session.ok()) return ToCStatus(session.status());
+      auto handle = std::make_unique<tessel_session_s>();
+      handle->cuda = std::move(*session);
+      *out_session = handle.release();
+      return nullptr;
+    }
+#endif
+    if (max_batch > 1) {
+      return ToCStatus(absl::UnimplementedError(
+          "tessel_session_create: max_batch > 1 needs TESSEL_DEVICE_CUDA"));
     }
     auto session =
         tessel::cpu::CpuSession::Create(model->model, session_options);
@@ -265,6 +331,9 @@ tessel_status_t tessel_session_prefill(tessel_session_t session,
         absl::InvalidArgumentError("tessel_session_prefill: count is 0"));
   }
   return Guard([&] {
+#if defined(TESSEL_HAVE_CUDA)
+    if (session->cuda) return ToCStatus(session->cuda->Prefill({tokens, count}));
+#endif
     return ToCStatus(session->session->Prefill({tokens, count}));
   });
 }
@@ -272,7 +341,12 @@ tessel_status_t tessel_session_prefill(tessel_session_t session,
 tessel_status_t tessel_session_decode(tessel_session_t session, int32_t token) {
   if (session == nullptr)
     return NullArgument("tessel_session_decode", "session");
-  return Guard([&] { return ToCStatus(session->session->Decode(token)); });
+  return Guard([&] {
+#if defined(TESSEL_HAVE_CUDA)
+    if (session->cuda) return ToCStatus(session->cuda->Decode(token));
+#endif
+    return ToCStatus(session->session->Decode(token));
+  });
 }
 
 tessel_status_t tessel_session_get_logits(tessel_session_t session,
@@ -286,6 +360,23 @@ tessel_status_t tessel_session_get_logits(tessel_session_t session,
     return NullArgument("tessel_session_get_logits", "out_rows");
   if (out_vocab == nullptr)
     return NullArgument("tessel_session_get_logits", "out_vocab");
+#if defined(TESSEL_HAVE_CUDA)
+  if (session->cuda) {
+    if (session->cuda->logits_rows() == 0) {
+      return ToCStatus(absl::FailedPreconditionError(
+          "tessel_session_get_logits: no logits yet; call tessel_session_prefill or "
+          "tessel_session_decode first"));
+    }
+    return Guard([&]() -> tessel_status_t {
+      auto logits = session->cuda->Logits();
+      if (!logits.ok()) return ToCStatus(logits.status());
+      *out_logits = logits->data();
+      *out_rows = static_cast<size_t>(session->cuda->logits_rows());
+      *out_vocab = static_cast<size_t>(session->cuda->vocab_size());
+      return nullptr;
+    });
+  }
+#endif
   if (session->session->logits_rows() == 0) {
     return ToCStatus(
         absl::FailedPreconditionError("tessel_session_get_logits: no logits "
@@ -306,6 +397,41 @@ tessel_status_t tessel_session_sample(tessel_session_t session,
   if (params == nullptr) return NullArgument("tessel_session_sample", "params");
   if (out_token == nullptr)
     return NullArgument("tessel_session_sample", "out_token");
+#if defined(TESSEL_HAVE_CUDA)
+  if (session->cuda) {
+    if (session->cuda->logits_rows() == 0) {
+      return ToCStatus(absl::FailedPreconditionError(
+          "tessel_session_sample: no logits yet; call tessel_session_prefill or "
+          "tessel_session_decode first"));
+    }
+    if (std::isnan(params->temperature) || params->top_k < 0 ||
+        std::isnan(params->top_p) || params->top_p < 0.0f) {
+      return ToCStatus(absl::InvalidArgumentError(
+          "tessel_session_sample: invalid parameters; expected temperature >= 0, "
+          "top_k >= 0, top_p in [0, 1]"));
+    }
+    if (!session->rng_seeded || session->rng_seed != params->seed) {
+      session->rng_state = params->seed;
+      session->rng_seed = params->seed;
+      session->rng_seeded = true;
+    }
+    return Guard([&]() -> tessel_status_t {
+      if (params->temperature <= 0.0f || params->top_k == 1) {
+        // Greedy: argmax on the GPU, only the id comes back (the logits stay there).
+        auto tokens = session->cuda->GreedyTokens();
+        if (!tokens.ok()) return ToCStatus(tokens.status());
+        *out_token = tokens->back();
+        return nullptr;
+      }
+      auto logits = session->cuda->Logits();
+      if (!logits.ok()) return ToCStatus(logits.status());
+      const int64_t vocab = session->cuda->vocab_size();
+      *out_token = tessel::SampleRow(logits->data() + logits->size() - vocab, vocab,
+                                     *params, session->rng_state);
+      return nullptr;
+    });
+  }
+#endif
   const tessel::cpu::CpuSession& s = *session->session;
   if (s.logits_rows() == 0) {
     return ToCStatus(absl::FailedPreconditionError(
@@ -337,7 +463,10 @@ tessel_status_t tessel_session_sample(tessel_session_t session,
 tessel_status_t tessel_session_reset(tessel_session_t session) {
   if (session == nullptr)
     return NullArgument("tessel_session_reset", "session");
-  session->session->Reset();
+#if defined(TESSEL_HAVE_CUDA)
+  if (session->cuda) session->cuda->Reset();
+#endif
+  if (session->session) session->session->Reset();
   session->rng_seeded = false;
   return nullptr;
 }
@@ -348,8 +477,94 @@ tessel_status_t tessel_session_position(tessel_session_t session,
     return NullArgument("tessel_session_position", "session");
   if (out_position == nullptr)
     return NullArgument("tessel_session_position", "out_position");
+#if defined(TESSEL_HAVE_CUDA)
+  if (session->cuda) {
+    *out_position = session->cuda->position();
+    return nullptr;
+  }
+#endif
   *out_position = session->session->position();
   return nullptr;
+}
+
+tessel_status_t tessel_session_prefill_batch(tessel_session_t session,
+                                             const int32_t* tokens, size_t batch,
+                                             size_t count) {
+  if (session == nullptr)
+    return NullArgument("tessel_session_prefill_batch", "session");
+  if (tokens == nullptr)
+    return NullArgument("tessel_session_prefill_batch", "tokens");
+  if (batch == 0 || count == 0) {
+    return ToCStatus(absl::InvalidArgumentError(
+        "tessel_session_prefill_batch: batch and count must be >= 1"));
+  }
+  return Guard([&]() -> tessel_status_t {
+#if defined(TESSEL_HAVE_CUDA)
+    if (session->cuda) {
+      return ToCStatus(session->cuda->PrefillBatch(
+          {tokens, batch * count}, static_cast<int64_t>(batch)));
+    }
+#endif
+    if (batch != 1) {
+      return ToCStatus(absl::UnimplementedError(
+          "tessel_session_prefill_batch: batches need TESSEL_DEVICE_CUDA"));
+    }
+    return ToCStatus(session->session->Prefill({tokens, count}));
+  });
+}
+
+tessel_status_t tessel_session_decode_batch(tessel_session_t session,
+                                            const int32_t* tokens, size_t batch) {
+  if (session == nullptr)
+    return NullArgument("tessel_session_decode_batch", "session");
+  if (tokens == nullptr)
+    return NullArgument("tessel_session_decode_batch", "tokens");
+  if (batch == 0) {
+    return ToCStatus(absl::InvalidArgumentError(
+        "tessel_session_decode_batch: batch must be >= 1"));
+  }
+  return Guard([&]() -> tessel_status_t {
+#if defined(TESSEL_HAVE_CUDA)
+    if (session->cuda)
+      return ToCStatus(session->cuda->DecodeBatch({tokens, batch}));
+#endif
+    if (batch != 1) {
+      return ToCStatus(absl::UnimplementedError(
+          "tessel_session_decode_batch: batches need TESSEL_DEVICE_CUDA"));
+    }
+    return ToCStatus(session->session->Decode(tokens[0]));
+  });
+}
+
+tessel_status_t tessel_session_greedy_batch(tessel_session_t session,
+                                            int32_t* out_tokens, size_t batch) {
+  if (session == nullptr)
+    return NullArgument("tessel_session_greedy_batch", "session");
+  if (out_tokens == nullptr)
+    return NullArgument("tessel_session_greedy_batch", "out_tokens");
+  return Guard([&]() -> tessel_status_t {
+#if defined(TESSEL_HAVE_CUDA)
+    if (session->cuda) {
+      auto tokens = session->cuda->GreedyTokens();
+      if (!tokens.ok()) return ToCStatus(tokens.status());
+      if (tokens->size() != batch) {
+        return ToCStatus(absl::InvalidArgumentError(absl::StrCat(
+            "tessel_session_greedy_batch: the last call ran ", tokens->size(),
+            " sequences, not ", batch)));
+      }
+      std::copy(tokens->begin(), tokens->end(), out_tokens);
+      return nullptr;
+    }
+#endif
+    const tessel::cpu::CpuSession& s = *session->session;
+    if (s.logits_rows() == 0 || batch != 1) {
+      return ToCStatus(absl::FailedPreconditionError(
+          "tessel_session_greedy_batch: no logits of one sequence yet"));
+    }
+    out_tokens[0] = tessel::Argmax(
+        s.logits().data() + (s.logits_rows() - 1) * s.vocab_size(), s.vocab_size());
+    return nullptr;
+  });
 }
 
 }  // extern "C"

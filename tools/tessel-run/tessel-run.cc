@@ -66,6 +66,13 @@ constexpr char kUsage[] =
     "  --prefill-tokens N     prefill only the first N prompt tokens, decode the rest one\n"
     "                         at a time (--logits-out still covers every position)\n"
     "  --bench                print prefill and decode timings to stderr\n"
+    "  --batch N              with --bench: run N copies of the prompt as one batch\n"
+    "                         (lockstep sequences, greedy on the GPU; --device cuda) and\n"
+    "                         print prefill time and decode ms/step (median after 3\n"
+    "                         warm-up steps); every timer ends with the GPU idle\n"
+    "  --weights dummy        do not read the weights: random values on the GPU\n"
+    "                         (--device cuda; for benchmarks of artifacts compiled\n"
+    "                         with tessel-compile --weights=none)\n"
     "  --help                 show this help\n";
 
 struct Options {
@@ -86,6 +93,8 @@ struct Options {
   int64_t max_context = 0;
   bool stop_at_eos = true;
   bool bench = false;
+  int64_t batch = 0;  // 0: the plain generation loop
+  bool dummy_weights = false;
 };
 
 bool Fail(const std::string& message) {
@@ -211,6 +220,14 @@ bool ParseArgs(int argc, char** argv, Options* options, bool* help) {
       options->stop_at_eos = false;
     } else if (arg == "--bench") {
       options->bench = true;
+    } else if (arg == "--batch") {
+      if (!value(&text) || !ParseInt(arg, text, 1, 1024, &options->batch))
+        return false;
+    } else if (arg == "--weights") {
+      if (!value(&text)) return false;
+      if (text != "dummy")
+        return Fail("--weights: '" + text + "' is not 'dummy'");
+      options->dummy_weights = true;
     } else if (!arg.empty() && arg[0] == '-') {
       return Fail("unknown option '" + arg + "' (see --help)");
     } else if (options->artifact.empty()) {
@@ -228,6 +245,10 @@ bool ParseArgs(int argc, char** argv, Options* options, bool* help) {
     return Fail("--chat needs --prompt");
   if (options->have_system && !options->chat)
     return Fail("--system needs --chat");
+  if (options->batch > 0 && !options->bench)
+    return Fail("--batch needs --bench");
+  if (options->dummy_weights && options->device != TESSEL_DEVICE_CUDA)
+    return Fail("--weights dummy needs --device cuda");
   return true;
 }
 
@@ -338,6 +359,62 @@ double Seconds(std::chrono::steady_clock::time_point since) {
       .count();
 }
 
+double Median(std::vector<double> values) {
+  if (values.empty()) return 0.0;
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
+
+// --bench --batch N: N copies of the prompt prefilled as one batch, then greedy decode
+// steps for all N in lockstep. tessel_session_greedy_batch copies the ids back, which waits
+// for the GPU, so each timer is bounded by a synchronization.
+int RunBatchBench(const Options& options, tessel_session_t session,
+                  const std::vector<int32_t>& prompt, double load_seconds) {
+  const size_t batch = static_cast<size_t>(options.batch);
+  std::vector<int32_t> tokens;
+  for (size_t b = 0; b < batch; ++b)
+    tokens.insert(tokens.end(), prompt.begin(), prompt.end());
+  std::vector<int32_t> next(batch);
+  const auto prefill_start = std::chrono::steady_clock::now();
+  if (Failed(tessel_session_prefill_batch(session, tokens.data(), batch,
+                                          prompt.size()),
+             "batched prefill failed") ||
+      Failed(tessel_session_greedy_batch(session, next.data(), batch),
+             "greedy failed")) {
+    return 1;
+  }
+  const double prefill_seconds = Seconds(prefill_start);
+  const int64_t warmup = 3;
+  std::vector<double> step_ms;
+  for (int64_t i = 0; i < options.max_new_tokens + warmup; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    tessel_status_t status = tessel_session_decode_batch(session, next.data(), batch);
+    if (tessel_status_code(status) == TESSEL_OUT_OF_RANGE) {
+      tessel_status_release(status);
+      break;
+    }
+    if (Failed(status, "batched decode failed") ||
+        Failed(tessel_session_greedy_batch(session, next.data(), batch),
+               "greedy failed")) {
+      return 1;
+    }
+    if (i >= warmup) step_ms.push_back(1e3 * Seconds(start));
+  }
+  double total_ms = 0.0;
+  for (double ms : step_ms) total_ms += ms;
+  const double median = Median(step_ms);
+  std::printf("%d\n", next[0]);
+  std::fprintf(stderr,
+               "bench: batch %zu | load %.3f s | prefill %zu x %zu tokens %.2f ms | "
+               "decode %zu steps: median %.3f ms/step, mean %.3f ms/step, "
+               "%.1f tok/s (all sequences)\n",
+               batch, load_seconds, batch, prompt.size(), 1e3 * prefill_seconds,
+               step_ms.size(), median,
+               step_ms.empty() ? 0.0 : total_ms / step_ms.size(),
+               median > 0 ? 1e3 * batch / median : 0.0);
+  return 0;
+}
+
 int Run(const Options& options) {
   std::vector<int32_t> prompt = options.prompt;
   TextMode text_mode;
@@ -346,6 +423,7 @@ int Run(const Options& options) {
   tessel_model_options_t model_options = {};
   model_options.device = options.device;
   model_options.threads = options.threads;
+  model_options.dummy_weights = options.dummy_weights;
   tessel_model_t model = nullptr;
   const auto load_start = std::chrono::steady_clock::now();
   if (Failed(
@@ -355,7 +433,8 @@ int Run(const Options& options) {
   }
   const double load_seconds = Seconds(load_start);
   tessel_model_info_t info;
-  tessel_session_options_t session_options = {options.max_context};
+  tessel_session_options_t session_options = {options.max_context,
+                                              std::max<int64_t>(options.batch, 1)};
   tessel_session_t session = nullptr;
   int rc = 1;
   bool prompt_failed_early = false;
@@ -370,6 +449,10 @@ int Run(const Options& options) {
     if (prompt.empty()) {
       Fail(text ? "--prompt: the prompt is empty (the tokenizer adds no BOS)"
                 : "--prompt-ids: the prompt is empty");
+      break;
+    }
+    if (options.batch > 0) {
+      rc = RunBatchBench(options, session, prompt, load_seconds);
       break;
     }
     if (text) {

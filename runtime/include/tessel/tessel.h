@@ -3,6 +3,7 @@
 #ifndef TESSEL_TESSEL_H_
 #define TESSEL_TESSEL_H_
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -65,8 +66,8 @@ typedef struct tessel_session_s* tessel_session_t;
 
 typedef enum tessel_device_e {
   TESSEL_DEVICE_CPU = 0, /* the f32 reference executor */
-  TESSEL_DEVICE_CUDA =
-      1, /* not part of this build yet: loading gives TESSEL_UNIMPLEMENTED */
+  TESSEL_DEVICE_CUDA = 1, /* one NVIDIA GPU, bf16 (dense llama/mistral/qwen2 plans);
+                            builds without CUDA give TESSEL_UNIMPLEMENTED */
 } tessel_device_t;
 
 typedef struct tessel_model_options_s {
@@ -74,6 +75,11 @@ typedef struct tessel_model_options_s {
   int32_t threads;        /* CPU worker threads; 0 = one per hardware thread */
   int32_t
       skip_checksums; /* nonzero: do not verify the weights' FNV-1a checksums */
+  bool dummy_weights;  /* TESSEL_DEVICE_CUDA only: read no weights file; fill every
+                          weight on the GPU with seeded random values (normal, std 0.02;
+                          norm weights around 1). For benchmarks at real sizes, with
+                          artifacts from tessel-compile --weights=none. The outputs are
+                          meaningless. */
 } tessel_model_options_t;
 
 #define TESSEL_MAX_EOS_TOKENS 8
@@ -92,6 +98,8 @@ typedef struct tessel_model_info_s {
 typedef struct tessel_session_options_s {
   int64_t max_context; /* KV cache capacity in tokens; 0 = the model's
                           max_context */
+  int64_t max_batch;   /* sequences for the batched calls below; 0 or 1 = one.
+                          More than one needs TESSEL_DEVICE_CUDA. */
 } tessel_session_options_t;
 
 typedef struct tessel_sampling_s {
@@ -143,6 +151,23 @@ tessel_session_sample(tessel_session_t session, const tessel_sampling_t* params,
                       int32_t* out_token);
 /* Forgets the sequence: position 0, no logits. */
 TESSEL_API tessel_status_t tessel_session_reset(tessel_session_t session);
+/* ---- Batched calls (experimental; TESSEL_DEVICE_CUDA; used by tessel-run --bench)
+ * The session's max_batch sequences advance in lockstep: one position for all of
+ * them. tokens is [batch, count] row-major (batch <= max_batch, every prompt of
+ * the same length). tessel_session_greedy_batch writes the argmax of each
+ * sequence's last logits row (computed on the GPU; it waits for the GPU, so it
+ * also bounds timings). tessel_session_get_logits returns [batch * count, vocab]
+ * after a batched call. */
+TESSEL_API tessel_status_t tessel_session_prefill_batch(tessel_session_t session,
+                                                        const int32_t* tokens,
+                                                        size_t batch, size_t count);
+TESSEL_API tessel_status_t tessel_session_decode_batch(tessel_session_t session,
+                                                       const int32_t* tokens,
+                                                       size_t batch);
+TESSEL_API tessel_status_t tessel_session_greedy_batch(tessel_session_t session,
+                                                       int32_t* out_tokens,
+                                                       size_t batch);
+
 /* Tokens in the session's context so far. */
 TESSEL_API tessel_status_t tessel_session_position(tessel_session_t session,
                                                    int64_t* out_position);

@@ -1,0 +1,1137 @@
+// The CUDA plan executor: uploads weights, binds plan values to device buffers and
+// instructions to kernel launchers, captures decode steps as CUDA graphs.
+// SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+#include "runtime/cuda/executor.h"
+
+#include <cuda_runtime_api.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "runtime/base/status.h"
+#include "runtime/cuda/attention_decode.cuh"
+#include "runtime/cuda/attention_prefill.cuh"
+#include "runtime/cuda/cublaslt_gemm.h"
+#include "runtime/cuda/cuda_status.h"
+#include "runtime/cuda/elementwise.cuh"
+#include "runtime/cuda/embedding.cuh"
+#include "runtime/cuda/executor.cuh"
+#include "runtime/cuda/rms_norm.cuh"
+#include "runtime/cuda/rope.cuh"
+#include "runtime/cuda/sampling.cuh"
+#include "runtime/cuda/swiglu.cuh"
+#include "runtime/plan/format.h"
+
+namespace tessel::cuda {
+namespace {
+
+using plan::OpCode;
+using plan::ValueKind;
+
+constexpr int64_t kBatchBuckets[] = {1, 2, 4, 8, 16, 32, 64};
+
+// The smallest bucket holding `batch`; batch itself past the last bucket.
+int64_t BatchBucket(int64_t batch) {
+  for (int64_t bucket : kBatchBuckets)
+    if (batch <= bucket) return bucket;
+  return batch;
+}
+
+uint64_t AlignUp(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
+
+uint16_t FloatToBf16(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, 4);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40);
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  return static_cast<uint16_t>(bits >> 16);
+}
+
+float HalfToFloat(uint16_t h) {
+  const uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+  float magnitude;
+  if (exp == 0) {
+    magnitude = std::ldexp(static_cast<float>(mant), -24);
+  } else if (exp == 31) {
+    magnitude = mant ? NAN : INFINITY;
+  } else {
+    magnitude = std::ldexp(static_cast<float>(mant | 0x400), static_cast<int>(exp) - 25);
+  }
+  uint32_t bits;
+  std::memcpy(&bits, &magnitude, 4);
+  bits |= sign;
+  float out;
+  std::memcpy(&out, &bits, 4);
+  return out;
+}
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
+
+int64_t Product(const std::vector<int64_t>& shape, int begin, int end) {
+  int64_t product = 1;
+  for (int i = begin; i < end; ++i) product *= shape[i];
+  return product;
+}
+
+// A value bound to device memory for one call shape.
+struct Buffer {
+  void* data = nullptr;
+  std::vector<int64_t> shape;
+  int64_t elements = 0;
+  bool is_int = false;  // i32
+  bool f32 = false;     // f32 storage (the logits); else bf16 for floating values
+  int64_t dim(int i) const { return shape[i < 0 ? shape.size() + i : i]; }
+  int rank() const { return static_cast<int>(shape.size()); }
+  bf16* b() const { return static_cast<bf16*>(data); }
+  int element_bytes() const { return (is_int || f32) ? 4 : 2; }
+};
+
+using Step = std::function<absl::Status(cudaStream_t)>;
+
+bool FlashHeadDim(int64_t d) { return d == 64 || d == 128 || d == 256; }
+
+cpu::RopeScalingKind ToRopeScaling(plan::RopeScaling scaling) {
+  switch (scaling) {
+    case plan::RopeScaling::None: return cpu::RopeScalingKind::kNone;
+    case plan::RopeScaling::Linear: return cpu::RopeScalingKind::kLinear;
+    case plan::RopeScaling::Dynamic: return cpu::RopeScalingKind::kDynamic;
+    case plan::RopeScaling::Llama3: return cpu::RopeScalingKind::kLlama3;
+    case plan::RopeScaling::Yarn: return cpu::RopeScalingKind::kYarn;
+  }
+  return cpu::RopeScalingKind::kNone;
+}
+
+}  // namespace
+
+// One entry point bound for one call shape: arena, input buffers, steps, captured graph.
+struct CudaSession::Bound {
+  int64_t batch = 0, seq = 0;
+  void* arena = nullptr;
+  int32_t* inputs = nullptr;  // ids [tokens] then positions [tokens]
+  std::vector<void*> scratch;  // decode-attention workspaces, rope tables
+  std::vector<Buffer> buffers;
+  std::vector<Step> steps;
+  uint32_t logits_value = 0;
+  bool ran_once = false;
+  cudaGraphExec_t graph = nullptr;
+  ~Bound() {
+    if (graph != nullptr) cudaGraphExecDestroy(graph);
+    for (void* p : scratch) cudaFree(p);
+    if (inputs != nullptr) cudaFree(inputs);
+    if (arena != nullptr) cudaFree(arena);
+  }
+};
+
+namespace {
+
+// Unwraps a StatusOr<Step> inside StepBuilder (a GNU statement expression, as the switch
+// below assigns from many builders).
+#define TESSEL_TRY_STEP(expr)                               \
+  ({                                                        \
+    auto tessel_step_ = (expr);                             \
+    if (!tessel_step_.ok()) return tessel_step_.status();   \
+    std::move(*tessel_step_);                               \
+  })
+
+// Builds one instruction's step from bound buffers, checking every shape the launcher relies
+// on; errors name the instruction. Fuses SiLU into the following Mul (SwiGLU) when the SiLU
+// result has no other reader.
+class StepBuilder {
+ public:
+  StepBuilder(const plan::EntryPoint& entry, std::vector<Buffer>& buffers, CublasLtGemm* gemm,
+              std::vector<void*>& scratch, int64_t capacity, int64_t tokens,
+              const std::vector<int>& uses)
+      : entry_(entry), buffers_(buffers), gemm_(gemm), scratch_(scratch), capacity_(capacity),
+        tokens_(tokens), uses_(uses) {}
+
+  // Appends the steps of instruction n (and of n + 1 when fused); returns how many
+  // instructions were consumed.
+  absl::StatusOr<int> Build(uint32_t n, std::vector<Step>& steps) {
+    inst_ = entry_.instructions()->Get(n);
+    where_ = absl::StrCat("entry point '", entry_.name()->str(), "' instruction #", n, " (",
+                          plan::EnumNameOpCode(inst_->op()), ")");
+    const int operands = static_cast<int>(inst_->operands()->size());
+    for (int i = 0; i < operands; ++i) {
+      if (!In(i).is_int && In(i).data == nullptr) return Error("reads an unbound value");
+    }
+    Step step;
+    switch (inst_->op()) {
+      case OpCode::Embedding: step = TESSEL_TRY_STEP(Embedding()); break;
+      case OpCode::RMSNorm: step = TESSEL_TRY_STEP(RmsNorm()); break;
+      case OpCode::Matmul: step = TESSEL_TRY_STEP(Matmul(operands)); break;
+      case OpCode::Add: step = TESSEL_TRY_STEP(Binary(ElementwiseOp::kAdd)); break;
+      case OpCode::Mul: step = TESSEL_TRY_STEP(Binary(ElementwiseOp::kMul)); break;
+      case OpCode::Silu: {
+        if (n + 1 < entry_.instructions()->size()) {
+          const plan::Instruction* next = entry_.instructions()->Get(n + 1);
+          const uint32_t silu_out = inst_->results()->Get(0);
+          if (next->op() == OpCode::Mul && uses_[silu_out] == 1 &&
+              (next->operands()->Get(0) == silu_out || next->operands()->Get(1) == silu_out)) {
+            const uint32_t up = next->operands()->Get(0) == silu_out ? next->operands()->Get(1)
+                                                                     : next->operands()->Get(0);
+            TESSEL_ASSIGN_OR_RETURN(step, SwiGlu(buffers_[inst_->operands()->Get(0)],
+                                                 buffers_[up], buffers_[next->results()->Get(0)]));
+            steps.push_back(std::move(step));
+            return 2;
+          }
+        }
+        step = TESSEL_TRY_STEP(Silu());
+        break;
+      }
+      case OpCode::Scale: step = TESSEL_TRY_STEP(Scale()); break;
+      case OpCode::Cast: step = TESSEL_TRY_STEP(Cast()); break;
+      case OpCode::Copy: step = TESSEL_TRY_STEP(Copy()); break;
+      case OpCode::Slice: step = TESSEL_TRY_STEP(Slice()); break;
+      case OpCode::Concat: step = TESSEL_TRY_STEP(Concat(operands)); break;
+      case OpCode::Rope: step = TESSEL_TRY_STEP(Rope()); break;
+      case OpCode::KVCacheWrite: step = TESSEL_TRY_STEP(CacheWrite()); break;
+      case OpCode::Attention: step = TESSEL_TRY_STEP(Attention()); break;
+      case OpCode::MoERouter:
+      case OpCode::MoEExperts:
+        return absl::UnimplementedError(
+            "plan uses MoE; the CUDA executor runs dense llama/mistral/qwen2 plans so far");
+      case OpCode::MLAAttention:
+        return absl::UnimplementedError(
+            "plan uses MLA attention; the CUDA executor runs dense llama/mistral/qwen2 plans "
+            "so far");
+      default:
+        return absl::UnimplementedError(absl::StrCat(
+            where_, ": the CUDA executor does not run this op yet (dense llama/mistral/qwen2 "
+                    "plans only)"));
+    }
+    steps.push_back(std::move(step));
+    return 1;
+  }
+
+ private:
+  Buffer& In(int i) { return buffers_[inst_->operands()->Get(i)]; }
+  Buffer& Out(int i = 0) { return buffers_[inst_->results()->Get(i)]; }
+
+  absl::Status Error(absl::string_view problem) const {
+    return absl::InvalidArgumentError(absl::StrCat(where_, " ", problem));
+  }
+  absl::Status Require(bool condition, absl::string_view problem) const {
+    if (condition) return absl::OkStatus();
+    std::vector<std::string> operands, results;
+    for (uint32_t id : *inst_->operands()) operands.push_back(ShapeString(buffers_[id].shape));
+    for (uint32_t id : *inst_->results()) results.push_back(ShapeString(buffers_[id].shape));
+    return Error(absl::StrCat(problem, " (operands ", absl::StrJoin(operands, ", "),
+                              "; results ", absl::StrJoin(results, ", "), ")"));
+  }
+  absl::Status RequireBf16(std::initializer_list<const Buffer*> list) const {
+    for (const Buffer* b : list) {
+      if (b->is_int || b->f32) return Error("needs bf16 operands and results on the GPU");
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<Step> Embedding() {
+    Buffer &ids = In(0), &table = In(1), &out = Out();
+    TESSEL_RETURN_IF_ERROR(Require(ids.is_int && table.rank() == 2, "needs i32 ids and a 2-D table"));
+    TESSEL_RETURN_IF_ERROR(RequireBf16({&out}));
+    const int64_t vocab = table.dim(0), hidden = table.dim(1), tokens = ids.elements;
+    TESSEL_RETURN_IF_ERROR(Require(out.elements == tokens * hidden, "output size mismatch"));
+    const int32_t* id = static_cast<const int32_t*>(ids.data);
+    const void* t = table.data;
+    bf16* o = out.b();
+    return Step([=](cudaStream_t s) {
+      return LaunchEmbedding(id, tokens, t, DType::kBF16, vocab, hidden, o, nullptr, s);
+    });
+  }
+
+  absl::StatusOr<Step> RmsNorm() {
+    Buffer &x = In(0), &weight = In(1), &out = Out();
+    TESSEL_RETURN_IF_ERROR(RequireBf16({&x, &weight, &out}));
+    TESSEL_RETURN_IF_ERROR(Require(x.rank() >= 1 && x.dim(-1) > 0, "needs [..., dim] input"));
+    const int64_t dim = x.dim(-1), rows = x.elements / dim;
+    TESSEL_RETURN_IF_ERROR(
+        Require(weight.elements == dim && out.elements == x.elements, "size mismatch"));
+    const float eps = static_cast<float>(inst_->attrs_as_NormAttrs()->epsilon());
+    const bf16 *xp = x.b(), *wp = weight.b();
+    bf16* op = out.b();
+    return Step([=](cudaStream_t s) { return LaunchRmsNorm(xp, wp, rows, dim, eps, op, s); });
+  }
+
+  absl::StatusOr<Step> Matmul(int operands) {
+    Buffer &x = In(0), &weight = In(1), &out = Out();
+    const Buffer* bias = operands > 2 ? &In(2) : nullptr;
+    TESSEL_RETURN_IF_ERROR(RequireBf16({&x, &weight}));
+    if (inst_->attrs_as_MatmulAttrs()->layout() != plan::WeightLayout::OutIn) {
+      return absl::UnimplementedError(
+          absl::StrCat(where_, ": in x out weight layouts are not supported on the GPU yet"));
+    }
+    TESSEL_RETURN_IF_ERROR(Require(weight.rank() == 2, "needs a 2-D weight"));
+    const int64_t n_out = weight.dim(0), k = weight.dim(1);
+    TESSEL_RETURN_IF_ERROR(
+        Require(x.rank() >= 1 && x.dim(-1) == k, "input features do not match the weight"));
+    const int64_t rows = x.elements / k;
+    TESSEL_RETURN_IF_ERROR(Require(
+        out.elements == rows * n_out && (!bias || bias->elements == n_out), "size mismatch"));
+    if (bias != nullptr && out.f32) {
+      return absl::UnimplementedError(
+          absl::StrCat(where_, ": a biased projection into f32 logits is not supported yet"));
+    }
+    const GemmOutput output = out.f32 ? GemmOutput::kF32 : GemmOutput::kBF16;
+    CublasLtGemm* gemm = gemm_;
+    const void *a = x.data, *w = weight.data, *b = bias ? bias->data : nullptr;
+    void* c = out.data;
+    return Step([=](cudaStream_t s) { return gemm->Run(a, w, b, c, rows, n_out, k, output, s); });
+  }
+
+  absl::StatusOr<Step> Binary(ElementwiseOp op) {
+    Buffer &a = In(0), &b = In(1), &out = Out();
+    TESSEL_RETURN_IF_ERROR(RequireBf16({&a, &b, &out}));
+    if (!(a.elements == b.elements && a.elements == out.elements)) {
+      return absl::UnimplementedError(
+          absl::StrCat(where_, ": broadcasting is not supported on the GPU yet"));
+    }
+    const void *ap = a.data, *bp = b.data;
+    void* o = out.data;
+    const int64_t n = a.elements;
+    return Step([=](cudaStream_t s) { return LaunchBinary(op, DType::kBF16, ap, bp, n, o, s); });
+  }
+
+  absl::StatusOr<Step> Silu() {
+    Buffer &x = In(0), &out = Out();
+    TESSEL_RETURN_IF_ERROR(RequireBf16({&x, &out}));
+    TESSEL_RETURN_IF_ERROR(Require(out.elements == x.elements, "size mismatch"));
+    const bf16* xp = x.b();
+    bf16* o = out.b();
+    const int64_t n = x.elements;
+    return Step([=](cudaStream_t s) { return LaunchSilu(xp, n, o, s); });
+  }
+
+  absl::StatusOr<Step> SwiGlu(const Buffer& gate, const Buffer& up, const Buffer& out) {
+    TESSEL_RETURN_IF_ERROR(RequireBf16({&gate, &up, &out}));
+    TESSEL_RETURN_IF_ERROR(Require(gate.rank() >= 1 && gate.elements == up.elements &&
+                                       out.elements == gate.elements,
+                                   "SiLU and Mul sizes differ"));
+    const int64_t cols = gate.dim(-1), rows = gate.elements / cols;
+    const bf16 *g = gate.b(), *u = up.b();
+    bf16* o = out.b();
+    return Step([=](cudaStream_t s) { return LaunchSwiGlu(g, u, cols, rows, cols, o, s); });
+  }
+
+  absl::StatusOr<Step> Scale() {
+    Buffer &x = In(0), &out = Out();
+    TESSEL_RETURN_IF_ERROR(Require(out.elements == x.elements && !x.is_int &&
+                                       x.f32 == out.f32,
+                                   "size or type mismatch"));
+    const double factor = inst_->attrs_as_ScaleAttrs()->factor();
+    const DType type = x.f32 ? DType::kF32 : DType::kBF16;
+    const void* xp = x.data;
+    void* o = out.data;
+    const int64_t n = x.elements;
+    return Step([=](cudaStream_t s) { return LaunchScale(type, xp, factor, n, o, s); });
+  }
+
+  absl::StatusOr<Step> Cast() {
+    Buffer &x = In(0), &out = Out();
+    TESSEL_RETURN_IF_ERROR(Require(out.elements == x.elements, "size mismatch"));
+    if (x.is_int || out.is_int) {
+      if (x.is_int && out.is_int) return Copy();
+      return absl::UnimplementedError(
+          absl::StrCat(where_, ": integer <-> float casts are not supported on the GPU yet"));
+    }
+    const void* xp = x.data;
+    void* o = out.data;
+    const int64_t n = x.elements;
+    if (x.f32 == out.f32) return Copy();
+    if (out.f32) {
+      return Step([=](cudaStream_t s) {
+        return LaunchCastBf16ToF32(static_cast<const bf16*>(xp), n, static_cast<float*>(o), s);
+      });
+    }
+    return Step([=](cudaStream_t s) {
+      return LaunchCastF32ToBf16(static_cast<const float*>(xp), n, static_cast<bf16*>(o), s);
+    });
+  }
+
+  absl::StatusOr<Step> Copy() {
+    Buffer &x = In(0), &out = Out();
+    TESSEL_RETURN_IF_ERROR(Require(out.elements == x.elements &&
+                                       x.element_bytes() == out.element_bytes(),
+                                   "size or type mismatch"));
+    const void* xp = x.data;
+    void* o = out.data;
+    const size_t bytes = static_cast<size_t>(x.elements) * x.element_bytes();
+    return Step([=](cudaStream_t s) -> absl::Status {
+      if (xp != o) TESSEL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(o, xp, bytes, cudaMemcpyDeviceToDevice, s));
+      return absl::OkStatus();
+    });
+  }
+
+  absl::Status Split(const Buffer& x, int64_t dim, int* axis, int64_t* outer,
+                     int64_t* inner) const {
+    const int64_t d = dim < 0 ? dim + x.rank() : dim;
+    if (d < 0 || d >= x.rank()) return Error(absl::StrCat("has dim ", dim, " outside the rank"));
+    *axis = static_cast<int>(d);
+    *outer = Product(x.shape, 0, *axis);
+    *inner = Product(x.shape, *axis + 1, x.rank());
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<Step> Slice() {
+    Buffer &x = In(0), &out = Out();
+    const plan::SliceAttrs& attrs = *inst_->attrs_as_SliceAttrs();
+    int axis;
+    int64_t outer, inner;
+    TESSEL_RETURN_IF_ERROR(Split(x, attrs.dim(), &axis, &outer, &inner));
+    const int64_t dim = x.shape[axis], start = attrs.start(), size = attrs.size();
+    TESSEL_RETURN_IF_ERROR(Require(start >= 0 && size >= 0 && start + size <= dim &&
+                                       out.elements == outer * size * inner &&
+                                       x.element_bytes() == out.element_bytes(),
+                                   "bad slice"));
+    const void* xp = x.data;
+    void* o = out.data;
+    const int bytes = x.element_bytes();
+    return Step([=](cudaStream_t s) {
+      return LaunchStridedCopy(xp, outer, dim, start, size, inner, size, 0, bytes, o, s);
+    });
+  }
+
+  absl::StatusOr<Step> Concat(int operands) {
+    Buffer& out = Out();
+    int axis;
+    int64_t outer, inner;
+    TESSEL_RETURN_IF_ERROR(
+        Split(In(0), inst_->attrs_as_ConcatAttrs()->dim(), &axis, &outer, &inner));
+    std::vector<std::pair<const void*, int64_t>> parts;
+    int64_t out_dim = 0;
+    for (int i = 0; i < operands; ++i) {
+      TESSEL_RETURN_IF_ERROR(Require(In(i).rank() == In(0).rank() &&
+                                         In(i).element_bytes() == out.element_bytes(),
+                                     "operands differ"));
+      parts.emplace_back(In(i).data, In(i).shape[axis]);
+      out_dim += In(i).shape[axis];
+    }
+    TESSEL_RETURN_IF_ERROR(Require(out.elements == outer * out_dim * inner, "size mismatch"));
+    void* o = out.data;
+    const int bytes = out.element_bytes();
+    return Step([=](cudaStream_t s) -> absl::Status {
+      int64_t offset = 0;
+      for (const auto& [p, dim] : parts) {
+        TESSEL_RETURN_IF_ERROR(
+            LaunchStridedCopy(p, outer, dim, 0, dim, inner, out_dim, offset, bytes, o, s));
+        offset += dim;
+      }
+      return absl::OkStatus();
+    });
+  }
+
+  absl::StatusOr<Step> Rope() {
+    Buffer &x = In(0), &positions = In(1), &out = Out();
+    TESSEL_RETURN_IF_ERROR(RequireBf16({&x, &out}));
+    TESSEL_RETURN_IF_ERROR(Require(positions.is_int && x.rank() >= 2, "needs [..., heads, dim]"));
+    const int64_t heads = x.dim(-2), head_dim = x.dim(-1);
+    const int64_t tokens = x.elements / (heads * head_dim);
+    const plan::RopeAttrs& attrs = *inst_->attrs_as_RopeAttrs();
+    cpu::RopeParams params;
+    params.theta = attrs.theta();
+    params.rotary_dim = attrs.rotary_dim() > 0 ? attrs.rotary_dim() : head_dim;
+    params.interleaved = attrs.interleaved();
+    params.scaling = ToRopeScaling(attrs.scaling());
+    params.factor = attrs.factor();
+    params.original_max_position = attrs.original_max_position();
+    params.low_freq_factor = attrs.low_freq_factor();
+    params.high_freq_factor = attrs.high_freq_factor();
+    params.beta_fast = attrs.beta_fast();
+    params.beta_slow = attrs.beta_slow();
+    params.attention_factor = attrs.attention_factor();
+    if (params.scaling == cpu::RopeScalingKind::kDynamic) {
+      return absl::UnimplementedError(absl::StrCat(
+          where_, ": dynamic NTK RoPE scaling is not supported on the GPU yet"));
+    }
+    TESSEL_RETURN_IF_ERROR(Require(params.rotary_dim <= head_dim && params.rotary_dim % 2 == 0 &&
+                                       positions.elements == tokens &&
+                                       out.elements == x.elements,
+                                   "size mismatch"));
+    void* table = nullptr;
+    TESSEL_CUDA_RETURN_IF_ERROR(cudaMalloc(&table, sizeof(float) * (params.rotary_dim / 2 + 1)));
+    scratch_.push_back(table);
+    TESSEL_RETURN_IF_ERROR(
+        UploadRopeInverseFrequencies(params, capacity_, static_cast<float*>(table)));
+    const RopeKernelParams kernel = MakeRopeKernelParams(params);
+    const bf16* xp = x.b();
+    const int32_t* pos = static_cast<const int32_t*>(positions.data);
+    bf16* o = out.b();
+    const float* inv = static_cast<const float*>(table);
+    return Step([=](cudaStream_t s) {
+      return LaunchRope(xp, pos, tokens, heads, head_dim, inv, kernel, o, s);
+    });
+  }
+
+  absl::StatusOr<Step> CacheWrite() {
+    Buffer &update = In(0), &positions = In(1), &cache = Out();
+    TESSEL_RETURN_IF_ERROR(RequireBf16({&update, &cache}));
+    TESSEL_RETURN_IF_ERROR(Require(positions.is_int && cache.rank() >= 2, "needs a cache"));
+    const int64_t batch = cache.dim(0), capacity = cache.dim(1);
+    const int64_t row = cache.elements / (batch * capacity);
+    TESSEL_RETURN_IF_ERROR(Require(positions.elements % batch == 0, "positions do not split"));
+    const int64_t seq = positions.elements / batch;
+    TESSEL_RETURN_IF_ERROR(Require(update.elements == batch * seq * row, "update size mismatch"));
+    const bf16* u = update.b();
+    const int32_t* pos = static_cast<const int32_t*>(positions.data);
+    bf16* c = cache.b();
+    return Step([=](cudaStream_t s) {
+      return LaunchKvCacheWrite(u, pos, batch, seq, row, c, capacity, s);
+    });
+  }
+
+  absl::StatusOr<Step> Attention() {
+    Buffer &q = In(0), &k = In(1), &v = In(2), &positions = In(3), &out = Out();
+    TESSEL_RETURN_IF_ERROR(RequireBf16({&q, &k, &v, &out}));
+    TESSEL_RETURN_IF_ERROR(Require(positions.is_int && q.rank() == 4 && k.rank() == 4 &&
+                                       v.rank() == 4,
+                                   "needs [batch, seq, heads, dim] q, k and v"));
+    const int64_t batch = q.dim(0), seq = q.dim(1), heads = q.dim(2), dim = q.dim(3);
+    const int64_t kv_len = k.dim(1), kv_heads = k.dim(2);
+    TESSEL_RETURN_IF_ERROR(Require(
+        k.dim(0) == batch && v.dim(0) == batch && v.dim(1) == kv_len && v.dim(2) == kv_heads &&
+            k.dim(3) == dim && v.dim(3) == dim && kv_heads > 0 && heads % kv_heads == 0 &&
+            positions.elements == batch * seq && out.elements == batch * seq * heads * dim,
+        "shape mismatch (the GPU needs v_dim == head_dim)"));
+    const plan::AttentionAttrs& attrs = *inst_->attrs_as_AttentionAttrs();
+    AttentionKernelParams params;
+    params.scale = static_cast<float>(attrs.scale());
+    params.causal = attrs.causal();
+    params.sliding_window = attrs.sliding_window();
+    params.logit_softcap = static_cast<float>(attrs.logit_softcap());
+    const bf16 *qp = q.b(), *kp = k.b(), *vp = v.b();
+    const int32_t* pos = static_cast<const int32_t*>(positions.data);
+    bf16* o = out.b();
+    if (!FlashHeadDim(dim)) {
+      return Step([=](cudaStream_t s) {
+        return LaunchAttentionReference(qp, kp, vp, pos, batch, seq, heads, kv_len, kv_heads,
+                                        dim, params, o, s);
+      });
+    }
+    if (seq == 1) {
+      const int64_t visible = params.sliding_window > 0
+                                  ? std::min<int64_t>(kv_len, params.sliding_window)
+                                  : kv_len;
+      const AttentionDecodeSplit split =
+          PlanAttentionDecode(batch, heads, kv_heads, dim, visible);
+      void* workspace = nullptr;
+      if (split.workspace_bytes > 0) {
+        TESSEL_CUDA_RETURN_IF_ERROR(cudaMalloc(&workspace, split.workspace_bytes));
+        scratch_.push_back(workspace);
+      }
+      return Step([=](cudaStream_t s) {
+        return LaunchAttentionDecode(qp, kp, vp, pos, batch, heads, kv_len, kv_heads, dim,
+                                     params, split, workspace, o, s);
+      });
+    }
+    return Step([=](cudaStream_t s) {
+      return LaunchAttentionPrefill(qp, kp, vp, pos, batch, seq, heads, kv_len, kv_heads, dim,
+                                    params, o, s);
+    });
+  }
+
+  const plan::EntryPoint& entry_;
+  std::vector<Buffer>& buffers_;
+  CublasLtGemm* gemm_;
+  std::vector<void*>& scratch_;
+  int64_t capacity_;
+  int64_t tokens_;
+  const std::vector<int>& uses_;
+  const plan::Instruction* inst_ = nullptr;
+  std::string where_;
+};
+
+// Ops the executor runs; anything else is reported at load.
+absl::Status CheckSupported(const plan::Plan& plan) {
+  for (const plan::EntryPoint* entry : *plan.entry_points()) {
+    for (const plan::Instruction* inst : *entry->instructions()) {
+      switch (inst->op()) {
+        case OpCode::Embedding: case OpCode::RMSNorm: case OpCode::Matmul: case OpCode::Add:
+        case OpCode::Mul: case OpCode::Silu: case OpCode::Scale: case OpCode::Cast:
+        case OpCode::Copy: case OpCode::Slice: case OpCode::Concat: case OpCode::Rope:
+        case OpCode::KVCacheWrite: case OpCode::Attention:
+          break;
+        case OpCode::MoERouter:
+        case OpCode::MoEExperts:
+          return absl::UnimplementedError(
+              "plan uses MoE; the CUDA executor runs dense llama/mistral/qwen2 plans so far");
+        case OpCode::MLAAttention:
+          return absl::UnimplementedError(
+              "plan uses MLA attention; the CUDA executor runs dense llama/mistral/qwen2 "
+              "plans so far");
+        default:
+          return absl::UnimplementedError(absl::StrCat(
+              "plan uses op ", plan::EnumNameOpCode(inst->op()),
+              ", which the CUDA executor does not run yet (dense llama/mistral/qwen2 plans "
+              "only)"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+// --- CudaModel ------------------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::Load(const std::string& dir,
+                                                           const LoadOptions& load_options,
+                                                           const CudaModelOptions& options) {
+  if (!options.dummy_weights) {
+    TESSEL_ASSIGN_OR_RETURN(std::unique_ptr<Artifact> artifact, LoadArtifact(dir, load_options));
+    return Create(std::move(artifact), options);
+  }
+  // Dummy weights: read and verify the plan, stand in for each weight file with a reserved
+  // (PROT_NONE) address range as long as the file would be, so the extent checks still run
+  // while nothing is read.
+  const std::string path = dir + "/plan.tsl";
+  std::ifstream file(path, std::ios::binary);
+  if (!file) return absl::NotFoundError(absl::StrCat("cannot open '", path, "'"));
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(file)),
+                             std::istreambuf_iterator<char>());
+  TESSEL_RETURN_IF_ERROR(VerifyPlan(bytes, path));
+  const plan::Plan* plan = plan::GetPlan(bytes.data());
+  const uint32_t files = plan->weight_files() ? plan->weight_files()->size() : 0;
+  std::vector<uint64_t> extent(files, 0);
+  if (plan->weights() != nullptr) {
+    for (const plan::Weight* w : *plan->weights()) {
+      if (w->file() < files) extent[w->file()] = std::max(extent[w->file()], w->offset() + w->size());
+    }
+  }
+  const uint64_t reserve = std::max<uint64_t>(
+      4096, extent.empty() ? 0 : *std::max_element(extent.begin(), extent.end()));
+  void* range = mmap(nullptr, reserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                     -1, 0);
+  if (range == MAP_FAILED) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot reserve ", reserve, " bytes of address space for dummy weights"));
+  }
+  std::vector<std::unique_ptr<MappedFile>> mapped;
+  for (uint32_t f = 0; f < files; ++f) {
+    mapped.push_back(MappedFile::FromBytes({static_cast<const uint8_t*>(range), extent[f]},
+                                           "<dummy weights>"));
+  }
+  LoadOptions no_checksums = load_options;
+  no_checksums.verify_checksums = false;
+  absl::StatusOr<std::unique_ptr<Artifact>> artifact =
+      Artifact::FromParts(dir, std::move(bytes), std::move(mapped), no_checksums);
+  if (!artifact.ok()) {
+    munmap(range, reserve);
+    return artifact.status();
+  }
+  absl::StatusOr<std::unique_ptr<CudaModel>> model = Create(std::move(*artifact), options);
+  if (!model.ok()) {
+    munmap(range, reserve);
+    return model.status();
+  }
+  (*model)->reservation_ = range;
+  (*model)->reservation_bytes_ = reserve;
+  return model;
+}
+
+absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::Create(std::unique_ptr<Artifact> artifact,
+                                                             const CudaModelOptions& options) {
+  if (artifact == nullptr) return absl::InvalidArgumentError("CudaModel::Create: no artifact");
+  const plan::Plan& plan = artifact->plan();
+  if (plan.ranks() != 1) {
+    return absl::UnimplementedError(absl::StrCat(
+        "the plan is sharded over ", plan.ranks(),
+        " ranks; the CUDA executor runs single-rank plans so far (compile with --gpus 1)"));
+  }
+  if (artifact->FindEntryPoint("prefill") == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the plan in '", artifact->dir(), "' has no \"prefill\" entry point"));
+  }
+  TESSEL_RETURN_IF_ERROR(CheckSupported(plan));
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    cudaGetLastError();
+    return absl::FailedPreconditionError("no CUDA device is available; use device cpu");
+  }
+  if (options.device < 0 || options.device >= devices) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CUDA device ", options.device, " does not exist (", devices, " found)"));
+  }
+  TESSEL_CUDA_RETURN_IF_ERROR(cudaSetDevice(options.device));
+  std::unique_ptr<CudaModel> model(new CudaModel());
+  model->options_ = options;
+  model->device_ = options.device;
+  model->max_context_ = plan.model()->max_context();
+  if (plan.kv_cache() != nullptr) {
+    for (const plan::CacheSlot* slot : *plan.kv_cache())
+      model->max_context_ = std::min<int64_t>(model->max_context_, slot->shape()->Get(0));
+  }
+  model->artifact_ = std::move(artifact);
+
+  // One allocation for every weight, each at a 256-byte boundary (cuBLASLt and vector loads).
+  const uint32_t count = plan.weights() ? plan.weights()->size() : 0;
+  std::vector<uint64_t> offsets(count);
+  uint64_t total = 0;
+  for (uint32_t i = 0; i < count; ++i) {
+    offsets[i] = total;
+    total += AlignUp(static_cast<uint64_t>(model->artifact_->WeightElements(i)) * 2, 256);
+  }
+  model->weight_bytes_ = total;
+  TESSEL_CUDA_RETURN_IF_ERROR(cudaMalloc(&model->weight_memory_, std::max<uint64_t>(total, 256)));
+  model->weights_.resize(count);
+  for (uint32_t i = 0; i < count; ++i)
+    model->weights_[i] = static_cast<uint8_t*>(model->weight_memory_) + offsets[i];
+
+  const auto start = std::chrono::steady_clock::now();
+  TESSEL_RETURN_IF_ERROR(options.dummy_weights ? model->FillDummy(options.dummy_seed)
+                                               : model->Upload());
+  model->load_seconds_ = SecondsSince(start);
+  return model;
+}
+
+CudaModel::~CudaModel() {
+  if (weight_memory_ != nullptr) cudaFree(weight_memory_);
+  if (reservation_ != nullptr) munmap(reservation_, reservation_bytes_);
+}
+
+absl::Status CudaModel::FillDummy(uint64_t seed) {
+  const plan::Plan& plan = artifact_->plan();
+  for (uint32_t i = 0; i < weights_.size(); ++i) {
+    const plan::Weight* w = plan.weights()->Get(i);
+    const std::string name = w->name() ? w->name()->str() : "";
+    // Norm gains around 1 keep activations at their trained scale; everything else (embedding,
+    // projections, biases) N(0, 0.02), the initializer_range of the Llama family.
+    const bool norm = w->shape()->size() == 1 && name.find("norm") != std::string::npos;
+    TESSEL_RETURN_IF_ERROR(LaunchFillNormalBf16(static_cast<bf16*>(weights_[i]),
+                                                artifact_->WeightElements(i), seed + i,
+                                                norm ? 1.0f : 0.0f, 0.02f, nullptr));
+  }
+  TESSEL_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
+  return absl::OkStatus();
+}
+
+// mmap -> bf16 in one of two pinned staging buffers (host conversion) -> device on a copy
+// stream: the host converts chunk i + 1 while the copy engine moves chunk i.
+absl::Status CudaModel::Upload() {
+  const plan::Plan& plan = artifact_->plan();
+  const uint64_t chunk_elements = std::max<uint64_t>(options_.staging_bytes / 2, 4096);
+  cudaStream_t copy = nullptr;
+  void* staging[2] = {nullptr, nullptr};
+  cudaEvent_t done[2] = {nullptr, nullptr};
+  bool recorded[2] = {false, false};
+  absl::Status status = [&]() -> absl::Status {
+    TESSEL_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&copy, cudaStreamNonBlocking));
+    for (int s = 0; s < 2; ++s) {
+      TESSEL_CUDA_RETURN_IF_ERROR(cudaHostAlloc(&staging[s], chunk_elements * 2, cudaHostAllocDefault));
+      TESSEL_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&done[s], cudaEventDisableTiming));
+    }
+    int slot = 0;
+    std::vector<float> widened;
+    for (uint32_t i = 0; i < weights_.size(); ++i) {
+      const plan::Weight* w = plan.weights()->Get(i);
+      const uint64_t elements = static_cast<uint64_t>(artifact_->WeightElements(i));
+      const std::span<const uint8_t> bytes = artifact_->WeightBytes(i);
+      const plan::DType type = w->dtype();
+      const bool direct = type == plan::DType::BF16 || type == plan::DType::F32 ||
+                          type == plan::DType::F16;
+      if (direct) {
+        TESSEL_RETURN_IF_ERROR(artifact_->VerifyWeightChecksum(i));
+      } else {
+        // Block-quantized (Q8_0, Q4_0) and anything else the loader can widen: dequantized on
+        // the host, then rounded to bf16 like the rest.
+        widened.resize(elements);
+        TESSEL_RETURN_IF_ERROR(artifact_->ReadWeightF32(i, widened));
+      }
+      for (uint64_t begin = 0; begin < elements; begin += chunk_elements) {
+        const uint64_t n = std::min(chunk_elements, elements - begin);
+        if (recorded[slot]) TESSEL_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(done[slot]));
+        uint16_t* dst = static_cast<uint16_t*>(staging[slot]);
+        if (!direct) {
+          for (uint64_t e = 0; e < n; ++e) dst[e] = FloatToBf16(widened[begin + e]);
+        } else if (type == plan::DType::BF16) {
+          std::memcpy(dst, bytes.data() + begin * 2, n * 2);
+        } else if (type == plan::DType::F32) {
+          const uint8_t* src = bytes.data() + begin * 4;
+          for (uint64_t e = 0; e < n; ++e) {
+            float v;
+            std::memcpy(&v, src + e * 4, 4);
+            dst[e] = FloatToBf16(v);
+          }
+        } else {
+          const uint8_t* src = bytes.data() + begin * 2;
+          for (uint64_t e = 0; e < n; ++e) {
+            uint16_t h;
+            std::memcpy(&h, src + e * 2, 2);
+            dst[e] = FloatToBf16(HalfToFloat(h));
+          }
+        }
+        TESSEL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(static_cast<uint8_t*>(weights_[i]) + begin * 2,
+                                                    dst, n * 2, cudaMemcpyHostToDevice, copy));
+        TESSEL_CUDA_RETURN_IF_ERROR(cudaEventRecord(done[slot], copy));
+        recorded[slot] = true;
+        slot ^= 1;
+      }
+    }
+    TESSEL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(copy));
+    return absl::OkStatus();
+  }();
+  if (copy != nullptr) cudaStreamSynchronize(copy);
+  for (int s = 0; s < 2; ++s) {
+    if (done[s] != nullptr) cudaEventDestroy(done[s]);
+    if (staging[s] != nullptr) cudaFreeHost(staging[s]);
+  }
+  if (copy != nullptr) cudaStreamDestroy(copy);
+  return status;
+}
+
+// --- CudaSession ----------------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<CudaSession>> CudaSession::Create(
+    std::shared_ptr<const CudaModel> model, const CudaSessionOptions& options) {
+  if (model == nullptr) return absl::InvalidArgumentError("CudaSession::Create: no model");
+  if (options.max_batch < 1 || options.max_batch > 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_batch is ", options.max_batch, ", expected 1..1024"));
+  }
+  TESSEL_CUDA_RETURN_IF_ERROR(cudaSetDevice(model->device()));
+  std::unique_ptr<CudaSession> session(new CudaSession());
+  session->options_ = options;
+  session->capacity_ = options.max_context > 0
+                           ? std::min(options.max_context, model->max_context())
+                           : model->max_context();
+  session->cache_batch_ = BatchBucket(options.max_batch);
+  const Artifact& artifact = model->artifact();
+  session->prefill_ = artifact.FindEntryPoint("prefill");
+  session->decode_ = artifact.FindEntryPoint("decode");
+  if (session->decode_ != nullptr && session->decode_->seq_len() != 1 &&
+      session->decode_->seq_len() != -1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the plan's \"decode\" entry point takes ", session->decode_->seq_len(), " tokens, not 1"));
+  }
+  TESSEL_CUDA_RETURN_IF_ERROR(
+      cudaStreamCreateWithFlags(&session->stream_, cudaStreamNonBlocking));
+  TESSEL_ASSIGN_OR_RETURN(session->gemm_, CublasLtGemm::Create());
+  const plan::Plan& plan = artifact.plan();
+  if (plan.kv_cache() != nullptr) {
+    for (uint32_t i = 0; i < plan.kv_cache()->size(); ++i) {
+      const auto& shape = *plan.kv_cache()->Get(i)->shape();
+      uint64_t elements = static_cast<uint64_t>(session->cache_batch_ * session->capacity_);
+      for (uint32_t d = 1; d < shape.size(); ++d) elements *= static_cast<uint64_t>(shape.Get(d));
+      void* cache = nullptr;
+      TESSEL_CUDA_RETURN_IF_ERROR(cudaMalloc(&cache, std::max<uint64_t>(elements * 2, 256)));
+      session->caches_.push_back(cache);
+      TESSEL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(cache, 0, elements * 2, session->stream_));
+    }
+  }
+  TESSEL_CUDA_RETURN_IF_ERROR(cudaMalloc(&session->device_argmax_, sizeof(int32_t) * 1024));
+  TESSEL_CUDA_RETURN_IF_ERROR(
+      cudaHostAlloc(&session->host_tokens_, sizeof(int32_t) * 1024, cudaHostAllocDefault));
+  session->model_ = std::move(model);
+  return session;
+}
+
+CudaSession::~CudaSession() {
+  if (stream_ != nullptr) cudaStreamSynchronize(stream_);
+  bound_.clear();
+  gemm_.reset();
+  for (void* cache : caches_) cudaFree(cache);
+  if (device_argmax_ != nullptr) cudaFree(device_argmax_);
+  if (host_tokens_ != nullptr) cudaFreeHost(host_tokens_);
+  if (host_logits_ != nullptr) cudaFreeHost(host_logits_);
+  if (stream_ != nullptr) cudaStreamDestroy(stream_);
+}
+
+void CudaSession::Reset() {
+  position_ = 0;
+  logits_rows_ = 0;
+  last_ = nullptr;
+  host_logits_valid_ = false;
+}
+
+absl::StatusOr<CudaSession::Bound*> CudaSession::GetBound(const plan::EntryPoint& entry,
+                                                          int64_t batch, int64_t seq) {
+  auto key = std::make_tuple(&entry, batch, seq);
+  auto it = bound_.find(key);
+  if (it != bound_.end()) return it->second.get();
+  auto bound = std::make_unique<Bound>();
+  TESSEL_RETURN_IF_ERROR(Bind(entry, batch, seq, *bound));
+  Bound* result = bound.get();
+  // Prefill shapes vary with the prompt: keep at most a few prefill bindings.
+  if (seq > 1) {
+    int prefills = 0;
+    for (auto i = bound_.begin(); i != bound_.end();) {
+      if (std::get<2>(i->first) > 1 && ++prefills >= 4 && i->second.get() != last_) {
+        i = bound_.erase(i);
+      } else {
+        ++i;
+      }
+    }
+  }
+  bound_.emplace(key, std::move(bound));
+  return result;
+}
+
+absl::Status CudaSession::Bind(const plan::EntryPoint& entry, int64_t batch, int64_t seq,
+                               Bound& bound) {
+  const std::string where = absl::StrCat("entry point '", entry.name()->str(), "'");
+  const int64_t tokens = batch * seq;
+  bound.batch = batch;
+  bound.seq = seq;
+  const uint64_t arena_bytes = std::max<uint64_t>(entry.arena_bytes_per_token() * tokens, 256);
+  TESSEL_CUDA_RETURN_IF_ERROR(cudaMalloc(&bound.arena, arena_bytes));
+  TESSEL_CUDA_RETURN_IF_ERROR(cudaMalloc(&bound.inputs, sizeof(int32_t) * 2 * tokens));
+
+  const auto& values = *entry.values();
+  const uint32_t count = values.size();
+  // f32 storage: the logits (the first result) and the values it views.
+  std::vector<uint8_t> f32(count, 0);
+  for (uint32_t id = entry.outputs()->Get(0);;) {
+    if (values.Get(id)->dtype() == plan::DType::F32) f32[id] = 1;
+    if (values.Get(id)->kind() != ValueKind::View) break;
+    id = values.Get(id)->base();
+  }
+  bound.buffers.assign(count, Buffer());
+  std::vector<uint8_t> resolved(count, 0);
+  const auto resolve = [&](uint32_t id) -> absl::Status {
+    const plan::Value& value = *values.Get(id);
+    Buffer& buffer = bound.buffers[id];
+    buffer.is_int = value.dtype() == plan::DType::I32;
+    buffer.f32 = f32[id] != 0;
+    const std::string what = absl::StrCat(where, " value #", id);
+    int64_t elements = 1;
+    for (uint32_t d = 0; d < value.shape()->size(); ++d) {
+      int64_t dim = value.shape()->Get(d);
+      if (dim == plan_format::kBatch) dim = batch;
+      if (dim == plan_format::kSeq) dim = seq;
+      if (value.kind() == ValueKind::Cache && d == 1) dim = capacity_;
+      elements *= dim;
+      buffer.shape.push_back(dim);
+    }
+    buffer.elements = elements;
+    if (!buffer.is_int && value.dtype() != plan::DType::F32 && value.dtype() != plan::DType::BF16 &&
+        value.dtype() != plan::DType::F16 && value.kind() != ValueKind::Weight) {
+      return absl::UnimplementedError(absl::StrCat(
+          what, " has dtype ", plan::EnumNameDType(value.dtype()), ", not supported on the GPU"));
+    }
+    switch (value.kind()) {
+      case ValueKind::Arena: {
+        const uint64_t needed = static_cast<uint64_t>(elements) * buffer.element_bytes();
+        const uint64_t size = value.bytes_per_token() * tokens;
+        if (needed > size) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              what, " of shape ", ShapeString(buffer.shape), " needs ", needed,
+              " bytes but its arena slot holds ", size));
+        }
+        buffer.data = static_cast<uint8_t*>(bound.arena) + value.arena_offset() * tokens;
+        break;
+      }
+      case ValueKind::Weight:
+        buffer.is_int = false;
+        buffer.f32 = false;
+        buffer.data = const_cast<void*>(model_->weight(value.weight()));
+        break;
+      case ValueKind::Input:
+        if (elements != tokens) {
+          return absl::InvalidArgumentError(absl::StrCat(what, " (an input) has shape ",
+                                                         ShapeString(buffer.shape)));
+        }
+        buffer.data = bound.inputs + (value.input() == 0 ? 0 : tokens);
+        break;
+      case ValueKind::Cache:
+        buffer.data = caches_[value.cache()];
+        break;
+      case ValueKind::View: {
+        const Buffer& base = bound.buffers[value.base()];
+        if (elements > base.elements) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(what, " views more elements than its base has"));
+        }
+        buffer.data = base.data;
+        buffer.is_int = base.is_int;
+        buffer.f32 = base.f32;
+        break;
+      }
+    }
+    resolved[id] = 1;
+    return absl::OkStatus();
+  };
+  std::vector<uint32_t> chain;
+  for (uint32_t id = 0; id < count; ++id) {
+    chain.clear();
+    for (uint32_t current = id; !resolved[current];) {
+      chain.push_back(current);
+      if (values.Get(current)->kind() != ValueKind::View) break;
+      current = values.Get(current)->base();
+    }
+    for (auto it = chain.rbegin(); it != chain.rend(); ++it) TESSEL_RETURN_IF_ERROR(resolve(*it));
+  }
+  bound.logits_value = entry.outputs()->Get(0);
+  const Buffer& logits = bound.buffers[bound.logits_value];
+  if (!logits.f32 || logits.elements != tokens * model_->vocab_size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, " returns logits of shape ", ShapeString(logits.shape),
+        logits.f32 ? "" : " (not f32)", ", not [", tokens, ", ", model_->vocab_size(), "] f32"));
+  }
+
+  // Readers per value (a view's readers count for its base) for fusion decisions.
+  std::vector<int> uses(count, 0);
+  for (const plan::Instruction* inst : *entry.instructions())
+    for (uint32_t id : *inst->operands()) ++uses[id];
+  for (uint32_t id : *entry.outputs()) ++uses[id];
+  for (uint32_t id = 0; id < count; ++id) {
+    if (values.Get(id)->kind() == ValueKind::View) uses[values.Get(id)->base()] += 1 + uses[id];
+  }
+
+  StepBuilder builder(entry, bound.buffers, gemm_.get(), bound.scratch, capacity_, tokens, uses);
+  for (uint32_t n = 0; n < entry.instructions()->size();) {
+    TESSEL_ASSIGN_OR_RETURN(int consumed, builder.Build(n, bound.steps));
+    n += consumed;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaSession::Run(const plan::EntryPoint& entry, std::span<const int32_t> tokens,
+                              int64_t batch, int64_t seq, bool graph) {
+  if (tokens.empty()) return absl::InvalidArgumentError("no tokens to run");
+  if (batch < 1 || batch > options_.max_batch) {
+    return absl::InvalidArgumentError(absl::StrCat("batch of ", batch, " sequences; the session holds ",
+                                                   options_.max_batch, " (max_batch)"));
+  }
+  if (static_cast<int64_t>(tokens.size()) != batch * seq) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(tokens.size(), " tokens do not split into ", batch, " sequences"));
+  }
+  if (seq > capacity_ - position_) {
+    return absl::OutOfRangeError(absl::StrCat("context of ", capacity_, " tokens is full: ",
+                                              position_, " tokens are in it and ", seq,
+                                              " more do not fit"));
+  }
+  const int64_t vocab = model_->vocab_size();
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] < 0 || tokens[i] >= vocab) {
+      return absl::InvalidArgumentError(absl::StrCat("token id ", tokens[i], " (at index ", i,
+                                                     ") is outside the vocabulary [0, ", vocab,
+                                                     ")"));
+    }
+  }
+  std::lock_guard<std::mutex> lock(model_->run_mutex_);
+  TESSEL_CUDA_RETURN_IF_ERROR(cudaSetDevice(model_->device()));
+  // Decode runs the bucket's graph; padding sequences compute on token 0 and are ignored.
+  const int64_t run_batch = graph ? BatchBucket(batch) : batch;
+  TESSEL_ASSIGN_OR_RETURN(Bound * bound, GetBound(entry, run_batch, seq));
+  const int64_t run_tokens = run_batch * seq;
+  // Pageable staging: cudaMemcpyAsync returns once the bytes are staged, so the vector can go.
+  std::vector<int32_t> inputs(2 * run_tokens, 0);
+  std::copy(tokens.begin(), tokens.end(), inputs.begin());
+  for (int64_t b = 0; b < run_batch; ++b)
+    for (int64_t s = 0; s < seq; ++s)
+      inputs[run_tokens + b * seq + s] = static_cast<int32_t>(position_ + s);
+  TESSEL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(bound->inputs, inputs.data(),
+                                              sizeof(int32_t) * inputs.size(),
+                                              cudaMemcpyHostToDevice, stream_));
+  if (!graph || !options_.use_graphs || !bound->ran_once) {
+    // Plain launches; the first run of a shape also creates cuBLASLt plans outside capture.
+    for (const Step& step : bound->steps) TESSEL_RETURN_IF_ERROR(step(stream_));
+    bound->ran_once = true;
+  } else {
+    if (bound->graph == nullptr) {
+      cudaGraph_t captured = nullptr;
+      TESSEL_CUDA_RETURN_IF_ERROR(
+          cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+      absl::Status status = absl::OkStatus();
+      for (const Step& step : bound->steps) {
+        status = step(stream_);
+        if (!status.ok()) break;
+      }
+      const cudaError_t end = cudaStreamEndCapture(stream_, &captured);
+      if (!status.ok()) {
+        if (captured != nullptr) cudaGraphDestroy(captured);
+        return status;
+      }
+      TESSEL_CUDA_RETURN_IF_ERROR(end);
+      const cudaError_t inst = cudaGraphInstantiate(&bound->graph, captured, 0);
+      cudaGraphDestroy(captured);
+      TESSEL_CUDA_RETURN_IF_ERROR(inst);
+    }
+    TESSEL_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(bound->graph, stream_));
+  }
+  position_ += seq;
+  last_ = bound;
+  last_batch_ = batch;
+  logits_rows_ = batch * seq;
+  host_logits_valid_ = false;
+  return absl::OkStatus();
+}
+
+absl::Status CudaSession::PrefillBatch(std::span<const int32_t> tokens, int64_t batch) {
+  if (batch < 1) return absl::InvalidArgumentError("batch must be >= 1");
+  return Run(*prefill_, tokens, batch, static_cast<int64_t>(tokens.size()) / batch,
+             /*graph=*/false);
+}
+
+absl::Status CudaSession::DecodeBatch(std::span<const int32_t> tokens) {
+  const int64_t batch = static_cast<int64_t>(tokens.size());
+  if (decode_ != nullptr) return Run(*decode_, tokens, batch, 1, /*graph=*/true);
+  return Run(*prefill_, tokens, batch, 1, /*graph=*/false);
+}
+
+absl::Status CudaSession::Synchronize() {
+  TESSEL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::span<const float>> CudaSession::Logits() {
+  if (last_ == nullptr || logits_rows_ == 0)
+    return absl::FailedPreconditionError("no logits yet");
+  const int64_t elements = logits_rows_ * model_->vocab_size();
+  if (!host_logits_valid_) {
+    if (elements > host_logits_capacity_) {
+      if (host_logits_ != nullptr) cudaFreeHost(host_logits_);
+      host_logits_ = nullptr;
+      host_logits_capacity_ = 0;
+      TESSEL_CUDA_RETURN_IF_ERROR(
+          cudaHostAlloc(&host_logits_, sizeof(float) * elements, cudaHostAllocDefault));
+      host_logits_capacity_ = elements;
+    }
+    // Rows of the first last_batch_ sequences are the first logits_rows_ rows (padding
+    // sequences come after them).
+    TESSEL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host_logits_,
+                                                last_->buffers[last_->logits_value].data,
+                                                sizeof(float) * elements,
+                                                cudaMemcpyDeviceToHost, stream_));
+    TESSEL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+    host_logits_valid_ = true;
+  }
+  return std::span<const float>(host_logits_, elements);
+}
+
+absl::StatusOr<std::vector<int32_t>> CudaSession::GreedyTokens() {
+  if (last_ == nullptr || logits_rows_ == 0)
+    return absl::FailedPreconditionError("no logits yet");
+  const int64_t vocab = model_->vocab_size(), seq = last_->seq, batch = last_batch_;
+  if (batch > 1024) return absl::UnimplementedError("greedy tokens for more than 1024 sequences");
+  const float* logits = static_cast<const float*>(last_->buffers[last_->logits_value].data);
+  if (seq == 1) {
+    TESSEL_RETURN_IF_ERROR(LaunchArgmax(logits, batch, vocab, device_argmax_, stream_));
+  } else {
+    for (int64_t b = 0; b < batch; ++b) {
+      TESSEL_RETURN_IF_ERROR(LaunchArgmax(logits + (b * seq + seq - 1) * vocab, 1, vocab,
+                                          device_argmax_ + b, stream_));
+    }
+  }
+  TESSEL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host_tokens_, device_argmax_,
+                                              sizeof(int32_t) * batch, cudaMemcpyDeviceToHost,
+                                              stream_));
+  TESSEL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  return std::vector<int32_t>(host_tokens_, host_tokens_ + batch);
+}
+
+}  // namespace tessel::cuda

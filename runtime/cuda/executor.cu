@@ -1,0 +1,201 @@
+// Kernels only the CUDA plan executor uses (see executor.cuh).
+// SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+#include "runtime/cuda/executor.cuh"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/cuda/cuda_status.h"
+
+namespace tessel::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+int Blocks(int64_t n) {
+  return static_cast<int>(std::min<int64_t>(CeilDiv(std::max<int64_t>(n, 1), kThreads), 65535 * 8));
+}
+
+// SplitMix64 finalizer: a well-mixed 64-bit hash of (seed, index).
+__device__ __forceinline__ uint64_t Mix(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+__global__ void FillNormalKernel(bf16* out, int64_t n, uint64_t seed, float mean,
+                                 float stddev) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const uint64_t h = Mix(seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(i) + 1);
+    const float u1 = (static_cast<float>(h >> 40) + 1.0f) * (1.0f / 16777217.0f);
+    const float u2 = static_cast<float>((h >> 16) & 0xffffffu) * (1.0f / 16777216.0f);
+    const float normal = sqrtf(-2.0f * logf(u1)) * cospif(2.0f * u2);
+    out[i] = __float2bfloat16_rn(mean + stddev * normal);
+  }
+}
+
+__global__ void KvCacheWriteKernel(const bf16* __restrict__ update,
+                                   const int32_t* __restrict__ positions, int64_t seq,
+                                   int64_t row, bf16* __restrict__ cache, int64_t capacity) {
+  const int64_t token = blockIdx.x;  // b * seq + s
+  const int64_t b = token / seq;
+  const int32_t pos = positions[token];
+  if (pos < 0 || pos >= capacity) return;
+  const bf16* src = update + token * row;
+  bf16* dst = cache + (b * capacity + pos) * row;
+  for (int64_t i = threadIdx.x; i < row; i += blockDim.x) dst[i] = src[i];
+}
+
+template <typename T>
+__global__ void StridedCopyKernel(const T* __restrict__ in, int64_t outer, int64_t in_dim,
+                                  int64_t in_start, int64_t size, int64_t inner,
+                                  int64_t out_dim, int64_t out_start, T* __restrict__ out) {
+  const int64_t total = outer * size * inner;
+  for (int64_t n = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; n < total;
+       n += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t i = n % inner, d = (n / inner) % size, o = n / (inner * size);
+    out[(o * out_dim + out_start + d) * inner + i] = in[(o * in_dim + in_start + d) * inner + i];
+  }
+}
+
+__global__ void SiluKernel(const bf16* x, int64_t n, bf16* out) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const float v = __bfloat162float(x[i]);
+    out[i] = __float2bfloat16_rn(v / (1.0f + expf(-v)));
+  }
+}
+
+constexpr int kAttentionThreads = 128;
+
+// One block per (b, s, h): q in shared memory, every visible key's score in shared memory,
+// then the softmax-weighted sum of v, one output feature per thread. O(kv_len * head_dim).
+__global__ void __launch_bounds__(kAttentionThreads)
+    AttentionReferenceKernel(const bf16* __restrict__ q, const bf16* __restrict__ k,
+                             const bf16* __restrict__ v, const int32_t* __restrict__ positions,
+                             int64_t seq, int64_t heads, int64_t kv_len, int64_t kv_heads,
+                             int64_t head_dim, AttentionKernelParams params,
+                             bf16* __restrict__ out) {
+  extern __shared__ float smem[];
+  float* q_row = smem;             // head_dim
+  float* scores = smem + head_dim;  // kv_len
+  __shared__ float scratch[32];
+  const int64_t h = blockIdx.x % heads, token = blockIdx.x / heads, b = token / seq;
+  const int64_t kvh = h / (heads / kv_heads);
+  const bf16* q_src = q + (token * heads + h) * head_dim;
+  for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) q_row[d] = __bfloat162float(q_src[d]);
+  __syncthreads();
+  const int64_t pos = positions[token];
+  int64_t last = params.causal ? std::min<int64_t>(pos, kv_len - 1) : kv_len - 1;
+  int64_t first = 0;
+  if (params.sliding_window > 0) first = std::max<int64_t>(0, pos - params.sliding_window + 1);
+  float local_max = -INFINITY;
+  for (int64_t j = first + threadIdx.x; j <= last; j += blockDim.x) {
+    const bf16* key = k + ((b * kv_len + j) * kv_heads + kvh) * head_dim;
+    float dot = 0.0f;
+    for (int64_t d = 0; d < head_dim; ++d) dot += q_row[d] * __bfloat162float(key[d]);
+    const float s = CapScore(dot * params.scale, params.logit_softcap);
+    scores[j - first] = s;
+    local_max = fmaxf(local_max, s);
+  }
+  // Block max through the sum helper's pattern.
+  {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    float m = WarpMax(local_max);
+    if (lane == 0) scratch[warp] = m;
+    __syncthreads();
+    m = lane < static_cast<int>(blockDim.x >> 5) ? scratch[lane] : -INFINITY;
+    local_max = WarpMax(m);
+    __syncthreads();
+  }
+  float local_sum = 0.0f;
+  for (int64_t j = first + threadIdx.x; j <= last; j += blockDim.x) {
+    const float p = expf(scores[j - first] - local_max);
+    scores[j - first] = p;
+    local_sum += p;
+  }
+  const float total = BlockSum(local_sum, scratch);  // ends with a barrier
+  bf16* dst = out + (token * heads + h) * head_dim;
+  for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    float acc = 0.0f;
+    for (int64_t j = first; j <= last; ++j)
+      acc += scores[j - first] * __bfloat162float(v[((b * kv_len + j) * kv_heads + kvh) * head_dim + d]);
+    dst[d] = __float2bfloat16_rn(total > 0.0f ? acc / total : 0.0f);
+  }
+}
+
+}  // namespace
+
+absl::Status LaunchFillNormalBf16(bf16* out, int64_t n, uint64_t seed, float mean,
+                                  float stddev, cudaStream_t stream) {
+  if (n <= 0) return absl::OkStatus();
+  FillNormalKernel<<<Blocks(n), kThreads, 0, stream>>>(out, n, seed, mean, stddev);
+  TESSEL_CUDA_RETURN_IF_LAUNCH_ERROR("FillNormalKernel");
+  return absl::OkStatus();
+}
+
+absl::Status LaunchKvCacheWrite(const bf16* update, const int32_t* positions, int64_t batch,
+                                int64_t seq, int64_t row, bf16* cache, int64_t capacity,
+                                cudaStream_t stream) {
+  if (batch * seq <= 0) return absl::OkStatus();
+  KvCacheWriteKernel<<<static_cast<unsigned>(batch * seq), 128, 0, stream>>>(
+      update, positions, seq, row, cache, capacity);
+  TESSEL_CUDA_RETURN_IF_LAUNCH_ERROR("KvCacheWriteKernel");
+  return absl::OkStatus();
+}
+
+absl::Status LaunchStridedCopy(const void* in, int64_t outer, int64_t in_dim, int64_t in_start,
+                               int64_t size, int64_t inner, int64_t out_dim, int64_t out_start,
+                               int element_bytes, void* out, cudaStream_t stream) {
+  const int64_t total = outer * size * inner;
+  if (total <= 0) return absl::OkStatus();
+  if (element_bytes == 2) {
+    StridedCopyKernel<uint16_t><<<Blocks(total), kThreads, 0, stream>>>(
+        static_cast<const uint16_t*>(in), outer, in_dim, in_start, size, inner, out_dim,
+        out_start, static_cast<uint16_t*>(out));
+  } else if (element_bytes == 4) {
+    StridedCopyKernel<uint32_t><<<Blocks(total), kThreads, 0, stream>>>(
+        static_cast<const uint32_t*>(in), outer, in_dim, in_start, size, inner, out_dim,
+        out_start, static_cast<uint32_t*>(out));
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("LaunchStridedCopy: element size ", element_bytes, " is not 2 or 4"));
+  }
+  TESSEL_CUDA_RETURN_IF_LAUNCH_ERROR("StridedCopyKernel");
+  return absl::OkStatus();
+}
+
+absl::Status LaunchSilu(const bf16* x, int64_t n, bf16* out, cudaStream_t stream) {
+  if (n <= 0) return absl::OkStatus();
+  SiluKernel<<<Blocks(n), kThreads, 0, stream>>>(x, n, out);
+  TESSEL_CUDA_RETURN_IF_LAUNCH_ERROR("SiluKernel");
+  return absl::OkStatus();
+}
+
+absl::Status LaunchAttentionReference(const bf16* q, const bf16* k, const bf16* v,
+                                      const int32_t* positions, int64_t batch, int64_t seq,
+                                      int64_t heads, int64_t kv_len, int64_t kv_heads,
+                                      int64_t head_dim, const AttentionKernelParams& params,
+                                      bf16* out, cudaStream_t stream) {
+  if (head_dim <= 0 || head_dim > 256 || kv_len <= 0 || kv_len > 32768 || kv_heads <= 0 ||
+      heads % kv_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "LaunchAttentionReference: unsupported shape (heads ", heads, ", kv_heads ", kv_heads,
+        ", head_dim ", head_dim, ", kv_len ", kv_len, ")"));
+  }
+  const size_t smem = (head_dim + kv_len) * sizeof(float);
+  if (smem > 48 * 1024) {
+    TESSEL_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+        AttentionReferenceKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        static_cast<int>(smem)));
+  }
+  const int64_t blocks = batch * seq * heads;
+  if (blocks <= 0) return absl::OkStatus();
+  AttentionReferenceKernel<<<static_cast<unsigned>(blocks), kAttentionThreads, smem, stream>>>(
+      q, k, v, positions, seq, heads, kv_len, kv_heads, head_dim, params, out);
+  TESSEL_CUDA_RETURN_IF_LAUNCH_ERROR("AttentionReferenceKernel");
+  return absl::OkStatus();
+}
+
+}  // namespace tessel::cuda

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# End-to-end GPU check of the CUDA executor: tessel-run --device cuda on the tiny checkpoints
+# vs the Hugging Face reference logits, then compute-sanitizer memcheck on one run.
+# SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+#
+# Here (no GPU needed):  tests/gpu/e2e_gpu.sh prepare   -> .gpu-build/e2e (carry it)
+# On the device machine: bash tests/gpu/e2e_gpu.sh run
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+E2E=.gpu-build/e2e
+MODELS="llama3 llama_plain smollm_tied llama_yarn mistral qwen2"
+
+if [[ ${1:-run} == prepare ]]; then
+  set -e
+  cmake --build build --target tessel-run tessel-compile -j2
+  mkdir -p $E2E/lib $E2E/art
+  for m in $MODELS; do
+    build/bin/tessel-compile tests/models/tiny/$m -o $E2E/art/$m --quiet
+    cp tests/models/tiny/$m/reference_logits.npy tests/models/tiny/$m/reference.json $E2E/art/$m/
+  done
+  cp -L build/bin/tessel-run $E2E/
+  cp -a build/lib/libtessel_runtime.so* $E2E/lib/
+  # Debian's shared absl/tokenizer libraries are not on the device (Ubuntu 24.04): carry them.
+  for l in $(ldd build/bin/tessel-run | awk '/=> \/lib/{print $3}' |
+             grep -E "absl|sentencepiece|pcre2|utf8proc|protobuf"); do cp -L "$l" $E2E/lib/; done
+  du -sh $E2E
+  exit 0
+fi
+
+OUT=${OUT:-/tmp/gpu-out}
+mkdir -p "$OUT"
+export LD_LIBRARY_PATH=$PWD/$E2E/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+missing=$(ldd $E2E/tessel-run | grep "not found")
+[[ -n $missing ]] && echo "missing libraries: $missing"
+fail=0
+for m in $MODELS; do
+  a=$E2E/art/$m
+  ids=$(python3 -c "import json;print(','.join(map(str,json.load(open('$a/reference.json'))['prompt_ids'])))")
+  if ! timeout 120 $E2E/tessel-run $a --device cuda --prompt-ids "$ids" --max-new-tokens 16 \
+        --no-stop-at-eos --logits-out "$OUT/$m.npy" > "$OUT/$m.gen.txt" 2> "$OUT/$m.err"; then
+    echo "$m: FAIL tessel-run: $(tail -3 "$OUT/$m.err")"; fail=1; continue
+  fi
+  hf16=""
+  if python3 tests/gpu/hf_bf16_logits.py tests/models/tiny/$m "$a/reference.json" "$OUT/$m.hf16.npy" \
+       > "$OUT/$m.hf16.log" 2>&1; then hf16="$OUT/$m.hf16.npy"; fi
+  python3 tests/gpu/compare_logits.py "$m" "$OUT/$m.npy" "$a/reference_logits.npy" $hf16 || fail=1
+  # Greedy continuation vs HF (informative: a flip at a small margin changes the rest).
+  python3 - "$m" "$a/reference.json" "$OUT/$m.gen.txt" <<'PY'
+import json, sys
+ref = json.load(open(sys.argv[2]))["greedy_ids"]
+ours = [int(x) for x in open(sys.argv[3]).read().split()]
+n = next((i for i, (a, b) in enumerate(zip(ours, ref)) if a != b), min(len(ours), len(ref)))
+print(f"{sys.argv[1]}: greedy ids match HF for the first {n} of {len(ref)}")
+PY
+  # Prefill-then-decode path: the prompt's last 8 tokens one decode step each (graphs).
+  n=$(python3 -c "print(len('$ids'.split(','))-8)")
+  if timeout 120 $E2E/tessel-run $a --device cuda --prompt-ids "$ids" --max-new-tokens 0 \
+       --prefill-tokens $n --logits-out "$OUT/$m.dec.npy" > /dev/null 2>> "$OUT/$m.err"; then
+    python3 tests/gpu/compare_logits.py "$m(decode)" "$OUT/$m.dec.npy" "$a/reference_logits.npy" || fail=1
+  else
+    echo "$m(decode): FAIL $(tail -2 "$OUT/$m.err")"; fail=1
+  fi
+done
+
+if command -v compute-sanitizer > /dev/null || [[ -x /usr/local/cuda/bin/compute-sanitizer ]]; then
+  CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  a=$E2E/art/llama3
+  ids=$(python3 -c "import json;print(','.join(map(str,json.load(open('$a/reference.json'))['prompt_ids'])))")
+  timeout 240 "$CS" --tool memcheck --leak-check full --error-exitcode 9 $E2E/tessel-run $a \
+    --device cuda --prompt-ids "$ids" --prefill-tokens 16 --max-new-tokens 8 > "$OUT/memcheck.log" 2>&1
+  rc=$?
+  echo "memcheck (tessel-run llama3 tiny, prefill + 8 prompt decodes + 8 new tokens): rc=$rc; $(grep -E 'ERROR SUMMARY|LEAK SUMMARY' "$OUT/memcheck.log" | tr '\n' ' ')"
+  [[ $rc != 0 ]] && { grep -m5 -A6 "=====.*Invalid\|=====.*Error" "$OUT/memcheck.log"; fail=1; }
+else
+  echo "memcheck: compute-sanitizer not found"
+fi
+echo "e2e rc=$fail"
+exit $fail
