@@ -994,22 +994,7 @@ absl::Status CpuSession::Bind(const plan::EntryPoint& entry, int64_t seq,
     resolved[id] = 1;
     return absl::OkStatus();
   };
-  // Views may precede their base in the plan; each chain (acyclic by
-  // verification) is walked once to its first bound value, then bound from
-  // there back to the view, with no recursion (chains can be as long as the
-  // plan).
-  std::vector<uint32_t> chain;
-  for (uint32_t id = 0; id < count; ++id) {
-    chain.clear();
-    for (uint32_t current = id; !resolved[current];) {
-      chain.push_back(current);
-      if (values.Get(current)->kind() != ValueKind::View) break;
-      current = values.Get(current)->base();
-    }
-    for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
-      TESSEL_RETURN_IF_ERROR(resolve(*it));
-    }
-  }
+  TESSEL_RETURN_IF_ERROR(BindValuesBasesFirst(values, resolved, resolve));
 
   bound.logits_value = entry.outputs()->Get(0);
   const Buffer& logits = bound.buffers[bound.logits_value];

@@ -963,16 +963,7 @@ absl::Status CudaSession::Bind(const plan::EntryPoint& entry, int64_t batch, int
     resolved[id] = 1;
     return absl::OkStatus();
   };
-  std::vector<uint32_t> chain;
-  for (uint32_t id = 0; id < count; ++id) {
-    chain.clear();
-    for (uint32_t current = id; !resolved[current];) {
-      chain.push_back(current);
-      if (values.Get(current)->kind() != ValueKind::View) break;
-      current = values.Get(current)->base();
-    }
-    for (auto it = chain.rbegin(); it != chain.rend(); ++it) TESSEL_RETURN_IF_ERROR(resolve(*it));
-  }
+  TESSEL_RETURN_IF_ERROR(BindValuesBasesFirst(values, resolved, resolve));
   bound.logits_value = entry.outputs()->Get(0);
   const Buffer& logits = bound.buffers[bound.logits_value];
   if (!logits.f32 || logits.elements != tokens * model_->vocab_size()) {

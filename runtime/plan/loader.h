@@ -103,6 +103,31 @@ class Artifact {
 absl::StatusOr<std::unique_ptr<Artifact>> LoadArtifact(
     const std::string& dir, const LoadOptions& options = {});
 
+/// Calls `bind(id)` once for every value id of `values` such that a View's base is bound
+/// before the View. Views may precede their base in the plan; each chain (acyclic by
+/// verification) is walked once to its first bound value and bound from there back to the
+/// view, without recursion (chains can be as long as the plan). `bind` must set
+/// `bound[id] = 1`; `bound` has one entry per value, zero for values not yet bound.
+template <typename Bind>
+absl::Status BindValuesBasesFirst(
+    const flatbuffers::Vector<flatbuffers::Offset<plan::Value>>& values,
+    std::vector<uint8_t>& bound, Bind&& bind) {
+  std::vector<uint32_t> chain;
+  for (uint32_t id = 0; id < values.size(); ++id) {
+    chain.clear();
+    for (uint32_t current = id; !bound[current];) {
+      chain.push_back(current);
+      if (values.Get(current)->kind() != plan::ValueKind::View) break;
+      current = values.Get(current)->base();
+    }
+    for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+      absl::Status status = bind(*it);
+      if (!status.ok()) return status;
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace tessel
 
 #endif  // TESSEL_RUNTIME_PLAN_LOADER_H_
