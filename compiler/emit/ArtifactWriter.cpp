@@ -7,6 +7,7 @@
 #include "dialects/tessel_exec/IR/TesselExecDialect.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "runtime/plan/format.h"
+#include "runtime/weights/gguf.h"
 #include "runtime/schema/plan_generated.h"
 
 #include "llvm/ADT/StringMap.h"
@@ -238,6 +239,66 @@ llvm::Error writeFile(const std::string &path, llvm::StringRef contents) {
   return llvm::Error::success();
 }
 
+/// Appends the GGUF encoding of `value` (GGUF v3: little-endian, strings as u64 length +
+/// bytes, arrays as u32 element type + u64 count + elements).
+void appendGgufValue(const ::tessel::GgufValue &value, std::string &out) {
+  auto raw = [&](const auto &v) { out.append(reinterpret_cast<const char *>(&v), sizeof(v)); };
+  std::visit(
+      [&](const auto &v) {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, std::string>) {
+          raw(static_cast<uint64_t>(v.size()));
+          out += v;
+        } else if constexpr (std::is_same_v<T, ::tessel::GgufArray>) {
+          raw(static_cast<uint32_t>(v.element_type));
+          raw(static_cast<uint64_t>(v.elements.size()));
+          for (const ::tessel::GgufValue &element : v.elements)
+            appendGgufValue(element, out);
+        } else if constexpr (std::is_same_v<T, bool>) {
+          raw(static_cast<uint8_t>(v ? 1 : 0));
+        } else {
+          raw(v);
+        }
+      },
+      value.storage());
+}
+
+/// Writes the vocabulary of a GGUF checkpoint (`general.architecture` and every
+/// `tokenizer.*` key, no tensors) as a small GGUF file the runtime's tokenizer loader reads.
+llvm::Error writeGgufVocabulary(const std::string &checkpoint, const std::string &path,
+                                bool *written) {
+  *written = false;
+  auto file = ::tessel::GgufFile::Open(checkpoint);
+  if (!file.ok())
+    return makeError(std::string(file.status().message()));
+  std::vector<const ::tessel::GgufKeyValue *> keys;
+  bool hasVocabulary = false;
+  for (const ::tessel::GgufKeyValue &kv : (*file)->metadata()) {
+    bool tokenizer = llvm::StringRef(kv.key).starts_with("tokenizer.");
+    hasVocabulary |= kv.key == "tokenizer.ggml.tokens";
+    if (tokenizer || kv.key == "general.architecture")
+      keys.push_back(&kv);
+  }
+  if (!hasVocabulary)
+    return llvm::Error::success();
+  std::string out = "GGUF";
+  auto raw = [&](const auto &v) { out.append(reinterpret_cast<const char *>(&v), sizeof(v)); };
+  raw(static_cast<uint32_t>(3));
+  raw(static_cast<uint64_t>(0));  // tensors
+  raw(static_cast<uint64_t>(keys.size()));
+  for (const ::tessel::GgufKeyValue *kv : keys) {
+    raw(static_cast<uint64_t>(kv->key.size()));
+    out += kv->key;
+    raw(static_cast<uint32_t>(kv->value.type()));
+    appendGgufValue(kv->value, out);
+  }
+  out.resize((out.size() + 31) / 32 * 32, '\0');  // the (empty) data section's alignment
+  if (llvm::Error error = writeFile(path, out))
+    return error;
+  *written = true;
+  return llvm::Error::success();
+}
+
 std::string manifestJson(ModuleOp module, const ImportedModel &model,
                          const std::vector<WeightRecord> &weights, bool weightsWritten) {
   const ::tessel::import::ModelConfig &c = model.config;
@@ -313,7 +374,13 @@ llvm::Error writeArtifact(mlir::ModuleOp module, const import::ImportedModel &mo
   if (llvm::Error error =
           writeFile(tmpDir + "/manifest.json", manifestJson(module, model, *records, options.write_weights)))
     return fail(std::move(error));
-  if (llvm::sys::fs::is_directory(options.checkpoint_path)) {
+  if (!llvm::sys::fs::is_directory(options.checkpoint_path)) {
+    // A GGUF file carries its vocabulary in its metadata: keep that part.
+    bool written = false;
+    if (llvm::Error error = writeGgufVocabulary(options.checkpoint_path,
+                                                tmpDir + "/tokenizer.gguf", &written))
+      return fail(std::move(error));
+  } else {
     for (const char *name : {"tokenizer.json", "tokenizer_config.json", "tokenizer.model",
                              "special_tokens_map.json", "generation_config.json"}) {
       llvm::SmallString<256> from(options.checkpoint_path);

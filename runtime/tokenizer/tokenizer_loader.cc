@@ -72,9 +72,13 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(
   if (IsRegularFile(directory + "tokenizer.model")) {
     return LoadSentencePieceModel(directory + "tokenizer.model");
   }
-  return absl::NotFoundError(
-      absl::StrCat("no tokenizer in ", path,
-                   ": neither tokenizer.json nor tokenizer.model exists"));
+  // Artifacts compiled from GGUF files keep the vocabulary as a tensor-less GGUF file.
+  if (IsRegularFile(directory + "tokenizer.gguf")) {
+    return LoadTokenizerFile(directory + "tokenizer.gguf");
+  }
+  return absl::NotFoundError(absl::StrCat(
+      "no tokenizer in ", path,
+      ": none of tokenizer.json, tokenizer.model, tokenizer.gguf exists"));
 }
 
 }  // namespace tessel

@@ -4,7 +4,7 @@
 //   tessel-run <artifact> --prompt-ids 1,2,3 --max-new-tokens 16
 // prints the generated ids space-separated on one line.
 //   tessel-run <artifact> --prompt "Once upon a time" [--chat [--system TEXT]]
-// tokenizes with the artifact's tokenizer (tokenizer.json or tokenizer.model,
+// tokenizes with the artifact's tokenizer (tokenizer.json, tokenizer.model or tokenizer.gguf,
 // copied by tessel-compile) and streams the generated text. --logits-out writes
 // the prompt's logits [T, vocab] as a NumPy .npy (v1.0, '<f4', C order): a
 // stable interface used by the end-to-end tests to compare with Hugging Face
@@ -267,9 +267,8 @@ bool PrepareTextPrompt(const Options& options, TextMode* text,
   if (!tokenizer.ok()) {
     if (tokenizer.status().code() == absl::StatusCode::kNotFound) {
       return Fail("--prompt: the artifact " + options.artifact +
-                  " has no tokenizer (neither tokenizer.json nor "
-                  "tokenizer.model); artifacts compiled from GGUF files do not "
-                  "carry their vocabulary yet: pass --prompt-ids");
+                  " has no tokenizer (none of tokenizer.json, tokenizer.model, "
+                  "tokenizer.gguf): pass --prompt-ids");
     }
     return Fail("--prompt: cannot load the tokenizer: " +
                 std::string(tokenizer.status().message()));
