@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "runtime/base/status.h"
+#include "runtime/cpu/plan_params.h"
 #include "runtime/plan/format.h"
 
 namespace tessel::cpu {
@@ -76,22 +77,6 @@ float RoundToF16(float x) {
     std::memcpy(&result, &rounded, 4);
   }
   return sign ? -result : result;
-}
-
-cpu::RopeScalingKind ToRopeScaling(plan::RopeScaling scaling) {
-  switch (scaling) {
-    case plan::RopeScaling::None:
-      return cpu::RopeScalingKind::kNone;
-    case plan::RopeScaling::Linear:
-      return cpu::RopeScalingKind::kLinear;
-    case plan::RopeScaling::Dynamic:
-      return cpu::RopeScalingKind::kDynamic;
-    case plan::RopeScaling::Llama3:
-      return cpu::RopeScalingKind::kLlama3;
-    case plan::RopeScaling::Yarn:
-      return cpu::RopeScalingKind::kYarn;
-  }
-  return cpu::RopeScalingKind::kNone;
 }
 
 AttentionParams ToAttentionParams(const plan::AttentionAttrs& attrs) {
@@ -520,18 +505,7 @@ class StepBuilder {
     const int64_t heads = x.dim(-2), head_dim = x.dim(-1);
     const int64_t tokens = x.elements / (heads * head_dim);
     const plan::RopeAttrs& attrs = *inst_.attrs_as_RopeAttrs();
-    RopeParams params;
-    params.theta = attrs.theta();
-    params.rotary_dim = attrs.rotary_dim() > 0 ? attrs.rotary_dim() : head_dim;
-    params.interleaved = attrs.interleaved();
-    params.scaling = ToRopeScaling(attrs.scaling());
-    params.factor = attrs.factor();
-    params.original_max_position = attrs.original_max_position();
-    params.low_freq_factor = attrs.low_freq_factor();
-    params.high_freq_factor = attrs.high_freq_factor();
-    params.beta_fast = attrs.beta_fast();
-    params.beta_slow = attrs.beta_slow();
-    params.attention_factor = attrs.attention_factor();
+    RopeParams params = RopeParamsFromPlan(attrs, head_dim);
     TESSEL_RETURN_IF_ERROR(
         Require(params.rotary_dim <= head_dim && params.rotary_dim % 2 == 0,
                 "rotary_dim must be even and at most head_dim"));

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "runtime/base/status.h"
+#include "runtime/cpu/plan_params.h"
 #include "runtime/cuda/attention_decode.cuh"
 #include "runtime/cuda/attention_prefill.cuh"
 #include "runtime/cuda/cublaslt_gemm.h"
@@ -100,17 +101,6 @@ struct Buffer {
 using Step = std::function<absl::Status(cudaStream_t)>;
 
 bool FlashHeadDim(int64_t d) { return d == 64 || d == 128 || d == 256; }
-
-cpu::RopeScalingKind ToRopeScaling(plan::RopeScaling scaling) {
-  switch (scaling) {
-    case plan::RopeScaling::None: return cpu::RopeScalingKind::kNone;
-    case plan::RopeScaling::Linear: return cpu::RopeScalingKind::kLinear;
-    case plan::RopeScaling::Dynamic: return cpu::RopeScalingKind::kDynamic;
-    case plan::RopeScaling::Llama3: return cpu::RopeScalingKind::kLlama3;
-    case plan::RopeScaling::Yarn: return cpu::RopeScalingKind::kYarn;
-  }
-  return cpu::RopeScalingKind::kNone;
-}
 
 }  // namespace
 
@@ -437,18 +427,7 @@ class StepBuilder {
     const int64_t heads = x.dim(-2), head_dim = x.dim(-1);
     const int64_t tokens = x.elements / (heads * head_dim);
     const plan::RopeAttrs& attrs = *inst_->attrs_as_RopeAttrs();
-    cpu::RopeParams params;
-    params.theta = attrs.theta();
-    params.rotary_dim = attrs.rotary_dim() > 0 ? attrs.rotary_dim() : head_dim;
-    params.interleaved = attrs.interleaved();
-    params.scaling = ToRopeScaling(attrs.scaling());
-    params.factor = attrs.factor();
-    params.original_max_position = attrs.original_max_position();
-    params.low_freq_factor = attrs.low_freq_factor();
-    params.high_freq_factor = attrs.high_freq_factor();
-    params.beta_fast = attrs.beta_fast();
-    params.beta_slow = attrs.beta_slow();
-    params.attention_factor = attrs.attention_factor();
+    cpu::RopeParams params = cpu::RopeParamsFromPlan(attrs, head_dim);
     if (params.scaling == cpu::RopeScalingKind::kDynamic) {
       return absl::UnimplementedError(absl::StrCat(
           where_, ": dynamic NTK RoPE scaling is not supported on the GPU yet"));
