@@ -187,15 +187,7 @@ class StepBuilder {
       case OpCode::Rope: step = TESSEL_TRY_STEP(Rope()); break;
       case OpCode::KVCacheWrite: step = TESSEL_TRY_STEP(CacheWrite()); break;
       case OpCode::Attention: step = TESSEL_TRY_STEP(Attention()); break;
-      case OpCode::MoERouter:
-      case OpCode::MoEExperts:
-        return absl::UnimplementedError(
-            "plan uses MoE; the CUDA executor runs dense llama/mistral/qwen2 plans so far");
-      case OpCode::MLAAttention:
-        return absl::UnimplementedError(
-            "plan uses MLA attention; the CUDA executor runs dense llama/mistral/qwen2 plans "
-            "so far");
-      default:
+      default:  // CudaModel::Load already refused plans with other ops (MoE, MLA, ...)
         return absl::UnimplementedError(absl::StrCat(
             where_, ": the CUDA executor does not run this op yet (dense llama/mistral/qwen2 "
                     "plans only)"));
