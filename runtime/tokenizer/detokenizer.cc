@@ -37,15 +37,9 @@ absl::StatusOr<std::string> StreamingDetokenizer::Feed(int32_t id) {
        (skip_special_tokens_ && tokenizer_.IsSpecial(id)))) {
     return std::string();
   }
-  const absl::Span<const int32_t> ids(ids_);
-  TESSEL_ASSIGN_OR_RETURN(
-      std::string prefix_text,
-      tokenizer_.Decode(
-          ids.subspan(prefix_offset_, read_offset_ - prefix_offset_),
-          skip_special_tokens_));
-  TESSEL_ASSIGN_OR_RETURN(
-      std::string new_text,
-      tokenizer_.Decode(ids.subspan(prefix_offset_), skip_special_tokens_));
+  TESSEL_ASSIGN_OR_RETURN(Window window, DecodeWindow());
+  const std::string& prefix_text = window.prefix_text;
+  const std::string& new_text = window.new_text;
   if (new_text.size() <= prefix_text.size() ||
       !absl::StartsWith(new_text, prefix_text) ||
       absl::EndsWith(new_text, kReplacementCharacter)) {
@@ -56,16 +50,22 @@ absl::StatusOr<std::string> StreamingDetokenizer::Feed(int32_t id) {
   return new_text.substr(prefix_text.size());
 }
 
-absl::StatusOr<std::string> StreamingDetokenizer::Finish() {
+absl::StatusOr<StreamingDetokenizer::Window> StreamingDetokenizer::DecodeWindow() const {
   const absl::Span<const int32_t> ids(ids_);
+  Window window;
   TESSEL_ASSIGN_OR_RETURN(
-      std::string prefix_text,
-      tokenizer_.Decode(
-          ids.subspan(prefix_offset_, read_offset_ - prefix_offset_),
-          skip_special_tokens_));
-  TESSEL_ASSIGN_OR_RETURN(
-      std::string new_text,
-      tokenizer_.Decode(ids.subspan(prefix_offset_), skip_special_tokens_));
+      window.prefix_text,
+      tokenizer_.Decode(ids.subspan(prefix_offset_, read_offset_ - prefix_offset_),
+                        skip_special_tokens_));
+  TESSEL_ASSIGN_OR_RETURN(window.new_text,
+                          tokenizer_.Decode(ids.subspan(prefix_offset_), skip_special_tokens_));
+  return window;
+}
+
+absl::StatusOr<std::string> StreamingDetokenizer::Finish() {
+  TESSEL_ASSIGN_OR_RETURN(Window window, DecodeWindow());
+  const std::string& prefix_text = window.prefix_text;
+  const std::string& new_text = window.new_text;
   ids_.clear();
   prefix_offset_ = read_offset_ = 0;
   if (!absl::StartsWith(new_text, prefix_text)) {

@@ -46,6 +46,14 @@ class StreamingDetokenizer {
   const std::vector<int32_t>& ids() const { return ids_; }
 
  private:
+  /// The text of the ids already emitted from `prefix_offset_` on, and of all ids from
+  /// there: what is new is the second minus the first.
+  struct Window {
+    std::string prefix_text;
+    std::string new_text;
+  };
+  absl::StatusOr<Window> DecodeWindow() const;
+
   const Tokenizer& tokenizer_;
   bool skip_special_tokens_;
   bool byte_pieces_;  // the tokenizer has SentencePiece byte-fallback pieces
