@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# CUDA decode benchmark: Llama-3-8B bf16 (dummy weights) through tessel-run --device cuda at
-# batch 1/16/64, prompt 128, vs the HBM floor and HF transformers (eager, torch.compile).
+# CUDA benchmark of Llama-3-8B bf16 (dummy weights) through tessel-run --device cuda: decode at
+# batch 1/16/64 (prompt 128) vs the HBM floor, prefill of 2048 tokens vs the GEMM floor, and
+# HF transformers (eager, torch.compile) on the same GPU in the same run. Prints a table and
+# writes $OUT/gpu_bench.json.
 # SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
 #
 # Here: python3 bench/make_header_only_checkpoint.py models/configs/llama3-8b /tmp/l8
@@ -10,45 +12,102 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 E2E=.gpu-build/e2e
+ART=$E2E/llama3-8b
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
+export NCCL_NVLS_ENABLE=0
 export LD_LIBRARY_PATH=$PWD/$E2E/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
-PROMPT=$(python3 -c "import random;random.seed(1);print(','.join(str(random.randrange(128000)) for _ in range(128)))")
-# Copy bandwidth (read + write) by a 4 GiB device-to-device copy; weight bytes from the plan
-# manifest (bf16: 2 bytes per parameter).
-python3 - > "$OUT/membw.txt" <<'PY'
+ids() {  # ids N SEED: N random token ids, comma-separated
+  python3 -c "import random;random.seed($2);print(','.join(str(random.randrange(128000)) for _ in range($1)))"
+}
+# The two floors' rates, measured here: copy bandwidth (read + write) by a 4 GiB
+# device-to-device copy; bf16 GEMM rate by 8192^3 matmuls (median of 20).
+python3 - > "$OUT/rates.txt" <<'PY'
 import torch, statistics
+def median_ms(fn, n):
+    ts = []
+    for _ in range(n):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record(); fn(); e.record(); torch.cuda.synchronize(); ts.append(s.elapsed_time(e))
+    return statistics.median(ts)
 n = 4 << 30
 a = torch.empty(n, dtype=torch.uint8, device="cuda"); b = torch.empty_like(a)
 a.random_(0, 255)
-ts = []
-for _ in range(10):
-    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    s.record(); b.copy_(a); e.record(); torch.cuda.synchronize(); ts.append(s.elapsed_time(e))
-print(f"{2 * n / (statistics.median(ts) / 1e3) / 1e9:.1f}")
+ms = median_ms(lambda: b.copy_(a), 10)
+del a, b
+x = torch.randn(8192, 8192, dtype=torch.bfloat16, device="cuda")
+y = torch.randn(8192, 8192, dtype=torch.bfloat16, device="cuda")
+for _ in range(3): x @ y
+gemm_ms = median_ms(lambda: x @ y, 20)
+print(f"{2 * n / (ms / 1e3) / 1e9:.1f} {2 * 8192**3 / (gemm_ms / 1e3) / 1e12:.1f}")
 PY
-BW=$(cat "$OUT/membw.txt")
-WEIGHT_BYTES=$(python3 -c "
-import json;m=json.load(open('$E2E/llama3-8b/manifest.json'));print(m.get('total_bytes') or m.get('weights_bytes') or 0)" 2>/dev/null || echo 0)
-[[ $WEIGHT_BYTES == 0 ]] && WEIGHT_BYTES=16060522496
-echo "copy bandwidth ${BW} GB/s; weights ${WEIGHT_BYTES} bytes"
+read BW GEMM < "$OUT/rates.txt"
+read WEIGHT_BYTES PARAMS < <(python3 -c "
+import json;w=json.load(open('$ART/manifest.json'))['weights'];print(w['bytes'] or 2*w['parameters'], w['parameters'])")
+echo "copy bandwidth ${BW} GB/s; bf16 GEMM ${GEMM} TFLOP/s; weights ${WEIGHT_BYTES} bytes, ${PARAMS} parameters"
+
 for B in 1 16 64; do
-  timeout 200 $E2E/tessel-run $E2E/llama3-8b --device cuda --weights dummy --prompt-ids "$PROMPT" \
+  timeout 200 $E2E/tessel-run $ART --device cuda --weights dummy --prompt-ids "$(ids 128 1)" \
     --bench --batch $B --max-new-tokens 64 --max-context 512 > /dev/null 2> "$OUT/tessel_b$B.txt"
   echo "tessel rc=$? $(grep bench: "$OUT/tessel_b$B.txt" || tail -2 "$OUT/tessel_b$B.txt")"
 done
+timeout 200 $E2E/tessel-run $ART --device cuda --weights dummy --prompt-ids "$(ids 2048 2)" \
+  --bench --batch 1 --max-new-tokens 4 --max-context 2560 --prefill-repeats 5 > /dev/null \
+  2> "$OUT/tessel_prefill.txt"
+echo "tessel prefill rc=$? $(grep bench: "$OUT/tessel_prefill.txt" || tail -2 "$OUT/tessel_prefill.txt")"
+
 if [[ ${1:-} != --no-hf ]]; then
+  : > "$OUT/hf.txt"
   for B in 1 16; do
     PYTHONUNBUFFERED=1 timeout 240 python3 bench/hf_decode_peer.py models/configs/llama3-8b \
       --batch $B --steps 32 2>&1 | grep -E "^hf|Error" | tee -a "$OUT/hf.txt"
   done
+  PYTHONUNBUFFERED=1 timeout 300 python3 bench/hf_decode_peer.py models/configs/llama3-8b \
+    --prefill-only 2048 2>&1 | grep -E "^hf|Error" | tee -a "$OUT/hf.txt"
 fi
-echo
-echo "| engine | batch | decode ms/step | HBM floor ms |"
-echo "|---|---|---|---|"
-floor=$(python3 -c "print(f'{$WEIGHT_BYTES/($BW*1e9)*1e3:.3f}')")
-for B in 1 16 64; do
-  ms=$(grep -o "median [0-9.]* ms/step" "$OUT/tessel_b$B.txt" | awk '{print $2}')
-  echo "| tessel (CUDA graphs) | $B | ${ms:-n/a} | $floor |"
-done
-[[ -f $OUT/hf.txt ]] && sed -E 's/^hf (eager|compile) batch ([0-9]+): ([0-9.]+) ms\/step/| HF \1 | \2 | \3 | '"$floor"' |/' "$OUT/hf.txt"
+
+python3 - "$OUT" "$BW" "$GEMM" "$WEIGHT_BYTES" "$PARAMS" <<'PY'
+import json, re, sys, os
+out, bw, gemm, wbytes, params = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+decode_floor = wbytes / (bw * 1e9) * 1e3
+tokens = 2048
+prefill_floor = 2 * params * tokens / (gemm * 1e12) * 1e3
+res = {"copy_gbs": bw, "gemm_tflops": gemm, "weight_bytes": wbytes, "parameters": params,
+       "decode_floor_ms": decode_floor, "prefill_tokens": tokens, "prefill_floor_ms": prefill_floor,
+       "tessel": {}, "hf": {}}
+for b in (1, 16, 64):
+    t = open(f"{out}/tessel_b{b}.txt").read()
+    m = re.search(r"median ([0-9.]+) ms/step", t)
+    res["tessel"][f"decode_b{b}_ms"] = float(m.group(1)) if m else None
+t = open(f"{out}/tessel_prefill.txt").read()
+m = re.search(r"warm median ([0-9.]+) ms", t)
+res["tessel"]["prefill_ms"] = float(m.group(1)) if m else None
+if os.path.exists(f"{out}/hf.txt"):
+    for line in open(f"{out}/hf.txt"):
+        m = re.match(r"hf (eager|compile) batch (\d+): ([0-9.]+) ms/step", line)
+        if m: res["hf"][f"{m.group(1)}_decode_b{m.group(2)}_ms"] = float(m.group(3))
+        m = re.match(r"hf (eager|compile) prefill (\d+): ([0-9.]+) ms", line)
+        if m: res["hf"][f"{m.group(1)}_prefill_ms"] = float(m.group(3))
+json.dump(res, open(f"{out}/gpu_bench.json", "w"), indent=1)
+def f(x, fmt="{:.2f}"): return "n/a" if x is None else fmt.format(x)
+print()
+print(f"| engine | work | ms | floor ms | floor/ours | tok/s | TFLOP/s |")
+print("|---|---|---:|---:|---:|---:|---:|")
+for b in (1, 16, 64):
+    ms = res["tessel"][f"decode_b{b}_ms"]
+    print(f"| tessel (CUDA graphs) | decode b{b} | {f(ms)} | {decode_floor:.2f} | "
+          f"{f(ms and decode_floor / ms)} | {f(ms and 1e3 * b / ms, '{:.0f}')} | - |")
+for eng in ("eager", "compile"):
+    for b in (1, 16):
+        ms = res["hf"].get(f"{eng}_decode_b{b}_ms")
+        if ms: print(f"| HF {eng} | decode b{b} | {ms:.2f} | {decode_floor:.2f} | {decode_floor / ms:.2f} | {1e3 * b / ms:.0f} | - |")
+ms = res["tessel"]["prefill_ms"]
+print(f"| tessel | prefill {tokens} | {f(ms)} | {prefill_floor:.2f} | {f(ms and prefill_floor / ms)} | "
+      f"{f(ms and 1e3 * tokens / ms, '{:.0f}')} | {f(ms and 2 * params * tokens / (ms / 1e3) / 1e12, '{:.0f}')} |")
+for eng in ("eager", "compile"):
+    ms = res["hf"].get(f"{eng}_prefill_ms")
+    if ms: print(f"| HF {eng} | prefill {tokens} | {ms:.2f} | {prefill_floor:.2f} | {prefill_floor / ms:.2f} | "
+                 f"{1e3 * tokens / ms:.0f} | {2 * params * tokens / (ms / 1e3) / 1e12:.0f} |")
+b16 = res["tessel"]["decode_b16_ms"]; c16 = res["hf"].get("compile_decode_b16_ms")
+if b16 and c16: print(f"\nbatch 16 vs torch.compile: {c16 / b16:.2f}x")
+PY

@@ -3,6 +3,7 @@
 # ms/step of a model built from config.json with random bf16 weights on the GPU.
 # SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
 """Usage: hf_decode_peer.py CONFIG_DIR [--prompt 128] [--steps 64] [--batch 1]
+                         [--prefill-only TOKENS]
 
 Prints lines 'hf eager batch B: X ms/step' and 'hf compile batch B: X ms/step' (median of
 --steps decode steps after warm-up, CUDA-synchronized per step)."""
@@ -25,6 +26,30 @@ def timed_steps(step, steps):
     return statistics.median(times)
 
 
+def prefill_peer(model, config, a):
+    """Prompt processing: one forward over --prefill-only tokens, eager and torch.compile."""
+    n = a.prefill_only
+    ids = torch.randint(0, config.vocab_size, (1, n), device="cuda")
+    with torch.no_grad():
+        def eager():
+            model(input_ids=ids, use_cache=False)
+        for _ in range(2):
+            eager()
+        print(f"hf eager prefill {n}: {timed_steps(eager, 5):.3f} ms", flush=True)
+        if a.no_compile:
+            return
+        try:
+            forward = torch.compile(model.forward, fullgraph=True)
+
+            def compiled():
+                forward(input_ids=ids, use_cache=False)
+            for _ in range(3):
+                compiled()
+            print(f"hf compile prefill {n}: {timed_steps(compiled, 5):.3f} ms", flush=True)
+        except Exception as e:  # report, do not hide
+            print(f"hf compile prefill {n}: failed: {type(e).__name__}: {str(e)[:300]}")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("config_dir")
@@ -32,6 +57,8 @@ def main():
     p.add_argument("--steps", type=int, default=64)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--prefill-only", type=int, default=0,
+                   help="time a forward pass over this many tokens (batch 1) instead of decode")
     a = p.parse_args()
     config = transformers.AutoConfig.from_pretrained(a.config_dir)
     torch.manual_seed(0)
@@ -40,6 +67,9 @@ def main():
         model = transformers.AutoModelForCausalLM.from_config(
             config, torch_dtype=torch.bfloat16, attn_implementation="eager")
     model.eval()
+    if a.prefill_only:
+        prefill_peer(model, config, a)
+        return
     ids = torch.randint(0, config.vocab_size, (a.batch, a.prompt), device="cuda")
     with torch.no_grad():
         # Eager, dynamic cache.

@@ -29,6 +29,7 @@
 #include "runtime/cuda/rms_norm.cuh"
 #include "runtime/cuda/rope.cuh"
 #include "runtime/cuda/sampling.cuh"
+#include "runtime/cuda/skinny_gemm.cuh"
 #include "runtime/cuda/swiglu.cuh"
 #include "runtime/plan/format.h"
 
@@ -96,7 +97,15 @@ struct Buffer {
   int rank() const { return static_cast<int>(shape.size()); }
   bf16* b() const { return static_cast<bf16*>(data); }
   int element_bytes() const { return (is_int || f32) ? 4 : 2; }
+  uint64_t bytes() const { return static_cast<uint64_t>(elements) * element_bytes(); }
 };
+
+// True when the byte ranges of a and b share a byte.
+bool Overlaps(const Buffer& a, const Buffer& b) {
+  const auto* pa = static_cast<const uint8_t*>(a.data);
+  const auto* pb = static_cast<const uint8_t*>(b.data);
+  return pa < pb + b.bytes() && pb < pa + a.bytes();
+}
 
 using Step = std::function<absl::Status(cudaStream_t)>;
 
@@ -135,8 +144,12 @@ namespace {
   })
 
 // Builds one instruction's step from bound buffers, checking every shape the launcher relies
-// on; errors name the instruction. Fuses SiLU into the following Mul (SwiGLU) when the SiLU
-// result has no other reader.
+// on; errors name the instruction. Fuses, when the intermediate values have no other reader:
+// SiLU into the following Mul (SwiGLU); projections of at most kSkinnyMaxRows rows (decode)
+// into the skinny GEMM together with up to two more projections of the same input (q/k/v),
+// with the gate/up pair and its SwiGLU, or with the residual Add that follows, and with the
+// RMSNorm before them when they are its only readers; and the attention prologue (RoPE of q
+// and k, both KV-cache writes) into one launch.
 class StepBuilder {
  public:
   StepBuilder(const plan::EntryPoint& entry, std::vector<Buffer>& buffers, CublasLtGemm* gemm,
@@ -154,6 +167,18 @@ class StepBuilder {
     const int operands = static_cast<int>(inst_->operands()->size());
     for (int i = 0; i < operands; ++i) {
       if (!In(i).is_int && In(i).data == nullptr) return Error("reads an unbound value");
+    }
+    if (inst_->op() == OpCode::Matmul) {
+      TESSEL_ASSIGN_OR_RETURN(const int fused, TrySkinnyGemm(n, steps));
+      if (fused > 0) return fused;
+    }
+    if (inst_->op() == OpCode::Rope) {
+      TESSEL_ASSIGN_OR_RETURN(const int fused, TryRopeAndCacheWrite(n, steps));
+      if (fused > 0) return fused;
+    }
+    if (inst_->op() == OpCode::RMSNorm) {
+      TESSEL_ASSIGN_OR_RETURN(const int fused, TryNormIntoSkinnyGemm(n, steps));
+      if (fused > 0) return fused;
     }
     Step step;
     switch (inst_->op()) {
@@ -216,6 +241,240 @@ class StepBuilder {
       if (b->is_int || b->f32) return Error("needs bf16 operands and results on the GPU");
     }
     return absl::OkStatus();
+  }
+
+  // A Matmul the skinny GEMM can run (decode-sized rows, HF layout, bf16, aligned), or null.
+  const plan::Instruction* SkinnyMatmulAt(uint32_t i) const {
+    if (i >= entry_.instructions()->size()) return nullptr;
+    const plan::Instruction* in = entry_.instructions()->Get(i);
+    if (in->op() != OpCode::Matmul || in->attrs_as_MatmulAttrs() == nullptr ||
+        in->attrs_as_MatmulAttrs()->layout() != plan::WeightLayout::OutIn ||
+        in->operands()->size() < 2 || in->results()->size() != 1) {
+      return nullptr;
+    }
+    const Buffer &x = buffers_[in->operands()->Get(0)], &w = buffers_[in->operands()->Get(1)];
+    const Buffer& out = buffers_[in->results()->Get(0)];
+    if (x.data == nullptr || w.data == nullptr || out.data == nullptr) return nullptr;
+    if (x.is_int || x.f32 || out.is_int || w.rank() != 2 || x.rank() < 1 ||
+        x.dim(-1) != w.dim(1)) {
+      return nullptr;
+    }
+    const int64_t k = w.dim(1), rows = x.elements / k;
+    if (!SkinnyGemmSupports(rows, k) || out.elements != rows * w.dim(0) ||
+        !Aligned16(x.data) || !Aligned16(w.data) || Overlaps(out, x)) {
+      return nullptr;
+    }
+    if (in->operands()->size() > 2) {
+      const Buffer& bias = buffers_[in->operands()->Get(2)];
+      if (out.f32 || bias.elements != w.dim(0) || bias.data == nullptr) return nullptr;
+    }
+    return in;
+  }
+
+  const bf16* BiasOf(const plan::Instruction* in) const {
+    return in->operands()->size() > 2 ? buffers_[in->operands()->Get(2)].b() : nullptr;
+  }
+
+  // The launch of a skinny-GEMM fusion starting at instruction n (see the class comment):
+  // how many instructions it consumes (0: none applies) and how many of them read x.
+  struct SkinnyPlan {
+    SkinnyGemmArgs args;
+    int consumed = 0;
+    int x_readers = 0;
+    std::vector<const Buffer*> outputs;
+  };
+
+  SkinnyPlan PlanSkinnyGemm(uint32_t n) {
+    SkinnyPlan plan;
+    const plan::Instruction* first = SkinnyMatmulAt(n);
+    if (first == nullptr) return plan;
+    const auto* list = entry_.instructions();
+    const uint32_t x_id = first->operands()->Get(0);
+    const Buffer& x = buffers_[x_id];
+    SkinnyGemmArgs& args = plan.args;
+    args.x = x.b();
+    args.k = buffers_[first->operands()->Get(1)].dim(1);
+    args.m = x.elements / args.k;
+    const auto add_weight = [&](const plan::Instruction* in, void* out) {
+      const int i = args.weights++;
+      args.w[i] = buffers_[in->operands()->Get(1)].b();
+      args.n[i] = buffers_[in->operands()->Get(1)].dim(0);
+      args.bias[i] = BiasOf(in);
+      args.out[i] = out;
+    };
+    args.weights = 0;
+    const auto done = [&](int consumed, int x_readers, std::vector<const Buffer*> outputs) {
+      plan.consumed = consumed;
+      plan.x_readers = x_readers;
+      plan.outputs = std::move(outputs);
+      return plan;
+    };
+
+    // gate = x Wg^T, up = x Wu^T, silu(gate) * up: one launch, gate and up never stored.
+    const plan::Instruction* second = SkinnyMatmulAt(n + 1);
+    if (second != nullptr && second->operands()->Get(0) == x_id && n + 3 < list->size() &&
+        list->Get(n + 2)->op() == OpCode::Silu && list->Get(n + 3)->op() == OpCode::Mul) {
+      const plan::Instruction *silu = list->Get(n + 2), *mul = list->Get(n + 3);
+      const uint32_t a = first->results()->Get(0), b = second->results()->Get(0);
+      const uint32_t silu_in = silu->operands()->Get(0), silu_out = silu->results()->Get(0);
+      const uint32_t up = silu_in == a ? b : a;
+      const uint32_t m0 = mul->operands()->Get(0), m1 = mul->operands()->Get(1);
+      const Buffer& out = buffers_[mul->results()->Get(0)];
+      if ((silu_in == a || silu_in == b) && ((m0 == silu_out && m1 == up) ||
+                                             (m1 == silu_out && m0 == up)) &&
+          uses_[a] == 1 && uses_[b] == 1 && uses_[silu_out] == 1 &&
+          buffers_[a].elements == buffers_[b].elements && !out.is_int && !out.f32 &&
+          out.elements == buffers_[a].elements && !Overlaps(out, x)) {
+        const plan::Instruction* gate = silu_in == a ? first : second;
+        add_weight(gate, out.data);
+        add_weight(gate == first ? second : first, out.data);
+        args.epilogue = SkinnyEpilogue::kSwiGlu;
+        return done(4, 2, {&out});
+      }
+    }
+
+    // y = x W^T; out = residual + y: the add happens in the epilogue, y is never stored.
+    if (n + 1 < list->size() && list->Get(n + 1)->op() == OpCode::Add) {
+      const plan::Instruction* add = list->Get(n + 1);
+      const uint32_t y = first->results()->Get(0);
+      const uint32_t a0 = add->operands()->Get(0), a1 = add->operands()->Get(1);
+      const uint32_t r = a0 == y ? a1 : a0;
+      const Buffer &res = buffers_[r], &out = buffers_[add->results()->Get(0)];
+      if ((a0 == y || a1 == y) && r != y && uses_[y] == 1 && !res.is_int && !res.f32 &&
+          !out.is_int && !out.f32 && res.elements == buffers_[y].elements &&
+          out.elements == res.elements && Aligned16(res.data) &&
+          (out.data == res.data || !Overlaps(out, res)) && !Overlaps(out, x)) {
+        add_weight(first, out.data);
+        args.epilogue = SkinnyEpilogue::kAddResidual;
+        args.residual = res.b();
+        return done(2, 1, {&out, &res});
+      }
+    }
+
+    // Up to three projections of the same x (q, k, v), each into its own output.
+    const Buffer& first_out = buffers_[first->results()->Get(0)];
+    add_weight(first, first_out.data);
+    args.out_f32 = first_out.f32;
+    std::vector<const Buffer*> outs = {&first_out};
+    int consumed = 1;
+    while (!args.out_f32 && args.weights < kSkinnyMaxWeights) {
+      const plan::Instruction* next = SkinnyMatmulAt(n + consumed);
+      if (next == nullptr || next->operands()->Get(0) != x_id) break;
+      const Buffer& out = buffers_[next->results()->Get(0)];
+      if (out.f32 || std::any_of(outs.begin(), outs.end(),
+                                 [&](const Buffer* o) { return Overlaps(*o, out); })) {
+        break;
+      }
+      add_weight(next, out.data);
+      outs.push_back(&out);
+      ++consumed;
+    }
+    return done(consumed, consumed, outs);
+  }
+
+  absl::StatusOr<int> TrySkinnyGemm(uint32_t n, std::vector<Step>& steps) {
+    SkinnyPlan plan = PlanSkinnyGemm(n);
+    if (plan.consumed > 0) {
+      steps.push_back([args = plan.args](cudaStream_t s) { return LaunchSkinnyGemm(args, s); });
+    }
+    return plan.consumed;
+  }
+
+  // RMSNorm whose every reader is absorbed by the skinny-GEMM fusion that follows it: the
+  // norm runs as that launch's prologue and its output is never stored.
+  absl::StatusOr<int> TryNormIntoSkinnyGemm(uint32_t n, std::vector<Step>& steps) {
+    const uint32_t normed = inst_->results()->Get(0);
+    const Buffer &x = In(0), &weight = In(1), &out = Out();
+    if (x.is_int || x.f32 || out.is_int || out.f32 || weight.f32 || x.rank() < 1 ||
+        weight.elements != x.dim(-1) || out.elements != x.elements || !Aligned16(x.data) ||
+        !Aligned16(weight.data) || n + 1 >= entry_.instructions()->size() ||
+        entry_.instructions()->Get(n + 1)->operands()->size() == 0 ||
+        entry_.instructions()->Get(n + 1)->operands()->Get(0) != normed) {
+      return 0;
+    }
+    SkinnyPlan plan = PlanSkinnyGemm(n + 1);
+    if (plan.consumed == 0 || plan.x_readers != uses_[normed] || plan.args.k != x.dim(-1) ||
+        plan.args.m * plan.args.k != x.elements ||
+        std::any_of(plan.outputs.begin(), plan.outputs.end(),
+                    [&](const Buffer* o) { return Overlaps(*o, x); })) {
+      return 0;
+    }
+    plan.args.x = x.b();
+    plan.args.norm_weight = weight.b();
+    plan.args.norm_eps = static_cast<float>(inst_->attrs_as_NormAttrs()->epsilon());
+    steps.push_back([args = plan.args](cudaStream_t s) { return LaunchSkinnyGemm(args, s); });
+    return 1 + plan.consumed;
+  }
+
+
+  // rope(q) -> q_out, rope(k) -> k_rot, write k_rot and v into the caches: one launch, k_rot
+  // never stored. 0 when the four instructions do not line up.
+  absl::StatusOr<int> TryRopeAndCacheWrite(uint32_t n, std::vector<Step>& steps) {
+    const auto* list = entry_.instructions();
+    if (n + 3 >= list->size()) return 0;
+    const plan::Instruction *rq = list->Get(n), *rk = list->Get(n + 1), *wk = list->Get(n + 2),
+                            *wv = list->Get(n + 3);
+    if (rk->op() != OpCode::Rope || wk->op() != OpCode::KVCacheWrite ||
+        wv->op() != OpCode::KVCacheWrite) {
+      return 0;
+    }
+    const uint32_t pos_id = rq->operands()->Get(1), k_rot = rk->results()->Get(0);
+    if (rk->operands()->Get(1) != pos_id || wk->operands()->Get(1) != pos_id ||
+        wv->operands()->Get(1) != pos_id || wk->operands()->Get(0) != k_rot ||
+        uses_[k_rot] != 1) {
+      return 0;
+    }
+    const Buffer &q = buffers_[rq->operands()->Get(0)], &q_out = buffers_[rq->results()->Get(0)];
+    const Buffer &k = buffers_[rk->operands()->Get(0)], &v = buffers_[wv->operands()->Get(0)];
+    const Buffer &k_cache = buffers_[wk->results()->Get(0)];
+    const Buffer &v_cache = buffers_[wv->results()->Get(0)];
+    const Buffer& positions = buffers_[pos_id];
+    for (const Buffer* b : {&q, &q_out, &k, &v, &k_cache, &v_cache}) {
+      if (b->data == nullptr || b->is_int || b->f32) return 0;
+    }
+    if (!positions.is_int || q.rank() < 2 || k.rank() < 2 || k_cache.rank() != 4 ||
+        v_cache.rank() != 4) {
+      return 0;
+    }
+    const int64_t q_heads = q.dim(-2), head_dim = q.dim(-1), kv_heads = k.dim(-2);
+    const int64_t batch = k_cache.dim(0), capacity = k_cache.dim(1);
+    if (k.dim(-1) != head_dim || batch <= 0 || positions.elements % batch != 0) return 0;
+    const int64_t tokens = positions.elements, seq = tokens / batch;
+    const int64_t kv_row = kv_heads * head_dim;
+    if (q.elements != tokens * q_heads * head_dim || q_out.elements != q.elements ||
+        k.elements != tokens * kv_row || v.elements != k.elements ||
+        k_cache.dim(2) != kv_heads || k_cache.dim(3) != head_dim ||
+        v_cache.shape != k_cache.shape) {
+      return 0;
+    }
+    if ((q_out.data != q.data && Overlaps(q_out, q)) || Overlaps(q_out, k) ||
+        Overlaps(q_out, v) || Overlaps(k_cache, v_cache)) {
+      return 0;
+    }
+    const cpu::RopeParams pq = cpu::RopeParamsFromPlan(*rq->attrs_as_RopeAttrs(), head_dim);
+    const cpu::RopeParams pk = cpu::RopeParamsFromPlan(*rk->attrs_as_RopeAttrs(), head_dim);
+    if (pq.scaling == cpu::RopeScalingKind::kDynamic) return 0;  // Rope() reports it
+    const RopeKernelParams kq = MakeRopeKernelParams(pq), kk = MakeRopeKernelParams(pk);
+    const std::vector<float> table = cpu::RopeInverseFrequencies(pq, capacity_);
+    if (kq.rotary_dim != kk.rotary_dim || kq.interleaved != kk.interleaved ||
+        kq.attention_factor != kk.attention_factor ||
+        table != cpu::RopeInverseFrequencies(pk, capacity_) || kq.rotary_dim > head_dim) {
+      return 0;
+    }
+    void* device_table = nullptr;
+    TESSEL_CUDA_RETURN_IF_ERROR(cudaMalloc(&device_table, sizeof(float) * (table.size() + 1)));
+    scratch_.push_back(device_table);
+    TESSEL_RETURN_IF_ERROR(
+        UploadRopeInverseFrequencies(pq, capacity_, static_cast<float*>(device_table)));
+    const bf16 *qp = q.b(), *kp = k.b(), *vp = v.b();
+    bf16 *qo = q_out.b(), *kc = k_cache.b(), *vc = v_cache.b();
+    const int32_t* pos = static_cast<const int32_t*>(positions.data);
+    const float* inv = static_cast<const float*>(device_table);
+    steps.push_back([=](cudaStream_t s) {
+      return LaunchRopeAndCacheWrite(qp, qo, kp, vp, pos, batch, seq, q_heads, kv_heads,
+                                     head_dim, inv, kq, kc, vc, capacity, nullptr, s);
+    });
+    return 4;
   }
 
   absl::StatusOr<Step> Embedding() {

@@ -36,12 +36,13 @@ absl::Status LaunchRope(const bf16* x, const int32_t* positions, int64_t tokens,
                         int64_t head_dim, const float* inv_freq, const RopeKernelParams& params,
                         bf16* out, cudaStream_t stream);
 
-/// The attention prologue in one pass per token: q [batch, seq, q_heads, head_dim] rotated in
-/// place; k [batch, seq, kv_heads, head_dim] rotated and v copied into the caches
-/// [batch, capacity, kv_heads, head_dim] at row positions[b, s] (cpu::KVCacheWrite's
-/// layout). A position outside [0, capacity) writes nothing to the caches and, when
-/// `bad_position` (device, initialized to -1) is not null, records that token's index there.
-absl::Status LaunchRopeAndCacheWrite(bf16* q, const bf16* k, const bf16* v,
+/// The attention prologue in one pass per token: q [batch, seq, q_heads, head_dim] rotated
+/// into q_out (which may be q itself); k [batch, seq, kv_heads, head_dim] rotated and v copied
+/// into the caches [batch, capacity, kv_heads, head_dim] at row positions[b, s]
+/// (cpu::KVCacheWrite's layout). A position outside [0, capacity) writes nothing to the caches
+/// and, when `bad_position` (device, initialized to -1) is not null, records that token's
+/// index there.
+absl::Status LaunchRopeAndCacheWrite(const bf16* q, bf16* q_out, const bf16* k, const bf16* v,
                                      const int32_t* positions, int64_t batch, int64_t seq,
                                      int64_t q_heads, int64_t kv_heads, int64_t head_dim,
                                      const float* inv_freq, const RopeKernelParams& params,

@@ -18,10 +18,13 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "runtime/cuda/attention_decode.cuh"
 #include "runtime/cuda/attention_prefill.cuh"
 #include "runtime/cuda/cublaslt_gemm.h"
 #include "runtime/cuda/rms_norm.cuh"
+#include "runtime/cuda/skinny_gemm.cuh"
 #include "runtime/cuda/swiglu.cuh"
 
 namespace tessel::cuda {
@@ -46,15 +49,28 @@ namespace {
 
 constexpr size_t kRotateBytes = size_t{256} << 20;  // > 2 x 50 MiB L2
 
-// Random bf16 in device memory (never zeros: they can time faster than real data).
+// Random bf16 in device memory (never zeros: they can time faster than real data), drawn on
+// the device (a hash of the index, Irwin-Hall sum of 4 uniforms ~ N(0, 1/3) rescaled) so that
+// gigabytes of benchmark weights take milliseconds, not minutes of host work.
+__global__ void FillRandomKernel(bf16* out, size_t n, uint64_t seed, float scale) {
+  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n;
+       i += size_t{gridDim.x} * blockDim.x) {
+    uint64_t h = (seed + i) * 0x9e3779b97f4a7c15ull;
+    h ^= h >> 31;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 29;
+    float sum = 0.0f;
+    for (int j = 0; j < 4; ++j) sum += static_cast<float>((h >> (16 * j)) & 0xffff) / 65535.0f;
+    out[i] = __float2bfloat16_rn((sum - 2.0f) * 1.7320508f * scale);
+  }
+}
+
 bf16* RandomDevice(size_t n, float scale = 1.0f) {
-  std::vector<bf16> host(n);
-  std::mt19937 rng(static_cast<unsigned>(n));
-  std::normal_distribution<float> dist(0.0f, scale);
-  for (auto& x : host) x = __float2bfloat16_rn(dist(rng));
+  static uint64_t seed = 1;
   bf16* ptr = nullptr;
-  CHECK_CUDA(cudaMalloc(&ptr, n * sizeof(bf16)));
-  CHECK_CUDA(cudaMemcpy(ptr, host.data(), n * sizeof(bf16), cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMalloc(&ptr, std::max<size_t>(n, 1) * sizeof(bf16)));
+  FillRandomKernel<<<1024, 256>>>(ptr, n, seed++ * 0x100000000ull, scale);
+  CHECK_CUDA(cudaDeviceSynchronize());
   return ptr;
 }
 
@@ -321,6 +337,80 @@ int Main() {
     cudaFree(a);
     cudaFree(c);
   }
+  // Skinny GEMM (decode projections with their epilogues), both occupancy variants, beside
+  // cuBLASLt at the same M where it computes the same thing (kStore, one weight).
+  struct Skinny {
+    const char* what;
+    int64_t m, k;
+    std::vector<int64_t> n;
+    SkinnyEpilogue epilogue;
+    bool f32;
+  };
+  for (int64_t m : {1, 16}) {
+    for (const Skinny& s : std::vector<Skinny>{
+             {"o_proj", m, 4096, {4096}, SkinnyEpilogue::kStore, false},
+             {"o_proj+residual", m, 4096, {4096}, SkinnyEpilogue::kAddResidual, false},
+             {"qkv (3 weights)", m, 4096, {4096, 1024, 1024}, SkinnyEpilogue::kStore, false},
+             {"gate/up+swiglu", m, 4096, {14336, 14336}, SkinnyEpilogue::kSwiGlu, false},
+             {"down+residual", m, 14336, {4096}, SkinnyEpilogue::kAddResidual, false},
+             {"lm_head f32", m, 4096, {128256}, SkinnyEpilogue::kStore, true}}) {
+      int64_t weight_elems = 0, out_elems = 0;
+      for (int64_t n : s.n) weight_elems += n * s.k;
+      out_elems = s.epilogue == SkinnyEpilogue::kSwiGlu ? s.n[0] : 0;
+      if (s.epilogue != SkinnyEpilogue::kSwiGlu)
+        for (int64_t n : s.n) out_elems += n;
+      const int copies = Copies(weight_elems * sizeof(bf16));
+      std::vector<std::vector<bf16*>> w(copies);
+      for (auto& set : w)
+        for (int64_t n : s.n) set.push_back(RandomDevice(n * s.k, 0.02f));
+      bf16* x = RandomDevice(m * s.k);
+      std::vector<void*> outs;
+      for (int64_t n : s.n) {
+        void* o = nullptr;
+        CHECK_CUDA(cudaMalloc(&o, m * n * sizeof(float)));
+        CHECK_CUDA(cudaMemset(o, 0, m * n * sizeof(float)));
+        outs.push_back(o);
+      }
+      const std::string shape = absl::StrCat(s.what, " M=", m, " N=", absl::StrJoin(s.n, "+"),
+                                             " K=", s.k);
+      const double bytes = 2.0 * (weight_elems + m * s.k) +
+                           m * out_elems * (s.f32 ? 4.0 : 2.0) *
+                               (s.epilogue == SkinnyEpilogue::kAddResidual ? 2.0 : 1.0);
+      for (int occupancy : {1, 2}) {
+        const double us = TimeUs(copies, [&](int i) {
+          SkinnyGemmArgs args;
+          args.x = x;
+          args.m = m;
+          args.k = s.k;
+          args.weights = static_cast<int>(s.n.size());
+          for (size_t j = 0; j < s.n.size(); ++j) {
+            args.w[j] = w[i][j];
+            args.n[j] = s.n[j];
+            args.out[j] = outs[j];
+          }
+          args.epilogue = s.epilogue;
+          args.residual = static_cast<const bf16*>(outs[0]);
+          args.out_f32 = s.f32;
+          args.occupancy = occupancy;
+          CHECK_OK(LaunchSkinnyGemm(args, g_stream));
+        });
+        rows.push_back({absl::StrCat("skinny_gemm occ", occupancy), shape, us, bytes,
+                        2.0 * m * weight_elems});
+      }
+      if (s.n.size() == 1 && s.epilogue == SkinnyEpilogue::kStore) {
+        const double us = TimeUs(copies, [&](int i) {
+          CHECK_OK((*gemm)->Run(x, w[i][0], nullptr, outs[0], m, s.n[0], s.k,
+                                s.f32 ? GemmOutput::kF32 : GemmOutput::kBF16, g_stream));
+        });
+        rows.push_back({"gemm (cuBLASLt)", shape, us, bytes, 2.0 * m * weight_elems});
+      }
+      for (auto& set : w)
+        for (bf16* p : set) cudaFree(p);
+      for (void* o : outs) cudaFree(o);
+      cudaFree(x);
+    }
+  }
+
   Print(rows, copy_gbs);
   return 0;
 }

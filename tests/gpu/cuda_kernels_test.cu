@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <string>
@@ -33,6 +34,7 @@
 #include "runtime/cuda/rms_norm.cuh"
 #include "runtime/cuda/rope.cuh"
 #include "runtime/cuda/sampling.cuh"
+#include "runtime/cuda/skinny_gemm.cuh"
 #include "runtime/cuda/swiglu.cuh"
 
 namespace tessel::cuda {
@@ -307,7 +309,7 @@ TEST(CudaKernels, RopeAndCacheWriteAllVariants) {
                                 inv_freq.get(), kp, rope_out.get(), nullptr));
     EXPECT_CLOSE("rope", ToF32(rope_out.Download()), q_ref, kBf16Tolerance);
 
-    ASSERT_STATUS_OK(LaunchRopeAndCacheWrite(q_d.get(), k_d.get(), v_d.get(), pos_d.get(), batch,
+    ASSERT_STATUS_OK(LaunchRopeAndCacheWrite(q_d.get(), q_d.get(), k_d.get(), v_d.get(), pos_d.get(), batch,
                                              seq, q_heads, kv_heads, head_dim, inv_freq.get(),
                                              kp, k_cache.get(), v_cache.get(), capacity,
                                              bad_d.get(), nullptr));
@@ -450,6 +452,112 @@ TEST(CudaKernels, CublasLtGemm) {
   ASSERT_STATUS_OK((*gemm)->Run(a_d.get(), w_d.get(), nullptr, c_d.get(), 3, 256, 512,
                                 GemmOutput::kBF16, nullptr));
   EXPECT_EQ((*gemm)->cached_plans(), plans + 1);
+}
+
+// Every epilogue of the skinny GEMM against cpu::Matmul (+ the unfused ops), at decode shapes
+// (m = 1..16, both n-tile variants and both occupancy variants), ragged n, and q/k/v-sized
+// triples with bias.
+TEST(CudaKernels, SkinnyGemm) {
+  SEED_TRACE();
+  auto rng = Rng("SkinnyGemm");
+  cpu::ThreadPool pool;
+  struct Shape {
+    int64_t m, k;
+    std::vector<int64_t> n;
+  };
+  const auto silu = [](float g) { return g / (1.0f + std::exp(-g)); };
+  for (const Shape& s : std::vector<Shape>{{1, 4096, {4096, 1024, 1024}},
+                                           {16, 4096, {4096}},
+                                           {5, 14336, {4096}},
+                                           {9, 64, {40}},
+                                           {8, 128, {512, 24, 8}},
+                                           {2, 1024, {1000}}}) {
+    for (SkinnyEpilogue epilogue :
+         {SkinnyEpilogue::kStore, SkinnyEpilogue::kAddResidual, SkinnyEpilogue::kSwiGlu}) {
+      for (int occupancy : {1, 2}) {
+        const int weights = epilogue == SkinnyEpilogue::kStore    ? static_cast<int>(s.n.size())
+                            : epilogue == SkinnyEpilogue::kSwiGlu ? 2
+                                                                  : 1;
+        const bool bias = epilogue == SkinnyEpilogue::kStore && weights == 3;
+        const bool f32 = epilogue == SkinnyEpilogue::kStore && weights == 1;
+        // The RMSNorm prologue on the occupancy-2 runs: the reference normalizes first.
+        const bool norm = occupancy == 2;
+        SCOPED_TRACE(absl::StrCat("m=", s.m, " k=", s.k, " n0=", s.n[0], " weights=", weights,
+                                  " epilogue=", static_cast<int>(epilogue),
+                                  " occupancy=", occupancy, " norm=", norm));
+        std::vector<float> x_in = RoundBf16(RandomFloats(s.m * s.k, rng, 3.0f));
+        std::vector<float> norm_w = RoundBf16(RandomFloats(s.k, rng, 0.5f));
+        std::vector<float> x = x_in;
+        if (norm) {
+          cpu::RMSNorm(x_in.data(), norm_w.data(), s.m, s.k, 1e-5, x.data());
+          x = RoundBf16(x);
+        }
+        DeviceBuffer<bf16> norm_d(ToBf16(norm_w));
+        std::vector<std::vector<float>> w(weights), b(weights), ref(weights);
+        std::vector<std::unique_ptr<DeviceBuffer<bf16>>> w_d, b_d, out16;
+        std::vector<std::unique_ptr<DeviceBuffer<float>>> out32;
+        SkinnyGemmArgs args;
+        DeviceBuffer<bf16> x_d(ToBf16(norm ? x_in : x));
+        args.x = x_d.get();
+        if (norm) {
+          args.norm_weight = norm_d.get();
+          args.norm_eps = 1e-5f;
+        }
+        args.m = s.m;
+        args.k = s.k;
+        args.weights = weights;
+        args.epilogue = epilogue;
+        args.out_f32 = f32;
+        args.occupancy = occupancy;
+        for (int i = 0; i < weights; ++i) {
+          const int64_t n = epilogue == SkinnyEpilogue::kSwiGlu ? s.n[0] : s.n[i];
+          w[i] = RoundBf16(RandomFloats(n * s.k, rng, 0.05f));
+          b[i] = RoundBf16(RandomFloats(n, rng));
+          ref[i].resize(s.m * n);
+          cpu::Matmul(x.data(), s.m, s.k, w[i].data(), n, true, bias ? b[i].data() : nullptr,
+                      ref[i].data(), &pool);
+          w_d.push_back(std::make_unique<DeviceBuffer<bf16>>(ToBf16(w[i])));
+          b_d.push_back(std::make_unique<DeviceBuffer<bf16>>(ToBf16(b[i])));
+          out16.push_back(std::make_unique<DeviceBuffer<bf16>>(s.m * n));
+          out32.push_back(std::make_unique<DeviceBuffer<float>>(s.m * n));
+          args.w[i] = w_d.back()->get();
+          args.bias[i] = bias ? b_d.back()->get() : nullptr;
+          args.n[i] = n;
+          args.out[i] = f32 ? static_cast<void*>(out32.back()->get())
+                            : static_cast<void*>(out16.back()->get());
+        }
+        std::vector<float> residual;
+        if (epilogue == SkinnyEpilogue::kAddResidual) {
+          // In place, as the executor runs it: out_0 is the residual stream.
+          residual = RoundBf16(RandomFloats(s.m * s.n[0], rng));
+          out16[0]->Upload(ToBf16(residual));
+          args.residual = out16[0]->get();
+          for (size_t j = 0; j < ref[0].size(); ++j) ref[0][j] += residual[j];
+        }
+        if (epilogue == SkinnyEpilogue::kSwiGlu) {
+          for (size_t j = 0; j < ref[0].size(); ++j) ref[0][j] = silu(ref[0][j]) * ref[1][j];
+        }
+        ASSERT_STATUS_OK(LaunchSkinnyGemm(args, nullptr));
+        const int outputs = epilogue == SkinnyEpilogue::kStore ? weights : 1;
+        for (int i = 0; i < outputs; ++i) {
+          const std::vector<float> got = f32 ? out32[i]->Download() : ToF32(out16[i]->Download());
+          // f32 output without the norm: exact products, f32 sums (1e-5). With the norm the
+          // reference rounds RMSNorm(x) to bf16 and the kernel rounds x * weight: bf16 terms.
+          EXPECT_CLOSE(f32 ? (norm ? "skinny gemm (f32 out, norm)" : "skinny gemm (f32 out)")
+                           : "skinny gemm (bf16 out)",
+                       got, ref[i], f32 && !norm ? 1e-5 : kBf16Tolerance);
+        }
+      }
+    }
+  }
+  // Shapes it refuses rather than computing wrongly.
+  SkinnyGemmArgs bad;
+  bad.m = 17;
+  bad.k = 64;
+  EXPECT_FALSE(LaunchSkinnyGemm(bad, nullptr).ok());
+  bad.m = 1;
+  bad.k = 100;
+  EXPECT_FALSE(LaunchSkinnyGemm(bad, nullptr).ok());
 }
 
 // --- attention ------------------------------------------------------------------------------

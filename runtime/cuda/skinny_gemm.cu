@@ -1,0 +1,373 @@
+// Skinny GEMM: C_i = A W_i^T for A of at most 16 rows, streaming W from HBM once.
+// SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+//
+// Decode reads every weight once per step and multiplies it by a handful of rows, so the
+// kernel's only job is to keep enough weight bytes in flight. Design:
+// - A CTA (8 warps) owns 16 output features (16 rows of each W: one mma "A" tile; two tiles,
+//   gate and up, for SwiGLU). The activations are the mma "B" operand: 8 columns (rows of x)
+//   per n-tile, one or two n-tiles (m <= 8 or <= 16). mma.sync m16n8k16 bf16 -> f32.
+// - K is cut into 64-wide chunks dealt round-robin to the 8 warps. Per chunk a thread loads
+//   16 bytes at k = 8 * (lane % 4) and at 32 + 8 * (lane % 4) of W rows lane / 4 and
+//   lane / 4 + 8 — each warp reads whole 128-byte lines of 16 rows — and the same k of x.
+//   No shared memory, no ldmatrix: a dot product does not care in which order k is summed,
+//   so the fragment's logical k (2t, 2t+1, 2t+8, 2t+9 for thread t of a quad) is mapped onto
+//   the 4 physical k the thread loaded (8t + 4s + {0..3} of the 32-wide half, for mma step
+//   s = 0, 1). A and B use the same map, so the sum is the plain dot product.
+// - Several chunks' loads are issued before their mmas (kUnroll) so each warp keeps 6-8 KB in
+//   flight; W is read with L1::no_allocate (read once), x through the read-only path (every
+//   CTA reads it: L2/L1 hits).
+// - The 8 warps' partial tiles are summed through shared memory in a fixed order
+//   (deterministic), then the epilogue adds bias / residual or applies SwiGLU and stores.
+#include "runtime/cuda/skinny_gemm.cuh"
+
+#include "absl/strings/str_cat.h"
+#include "runtime/cuda/cuda_status.h"
+
+namespace tessel::cuda {
+namespace {
+
+constexpr int kWarps = 8;
+constexpr int kThreads = kWarps * 32;
+constexpr int kTileRows = 16;
+constexpr int kChunk = 64;
+
+struct Params {
+  const bf16* x;
+  int m, k;
+  const bf16* w[kSkinnyMaxWeights];
+  const bf16* bias[kSkinnyMaxWeights];
+  int n[kSkinnyMaxWeights];
+  void* out[kSkinnyMaxWeights];
+  int tile_begin[kSkinnyMaxWeights + 1];  // first CTA of each weight; [weights] = grid size
+  const bf16* residual;
+  const bf16* norm_weight;  // RMSNorm prologue (see SkinnyGemmArgs), or null
+  float norm_eps;
+  int out_f32;
+  SkinnyEpilogue epilogue;
+};
+
+__device__ __forceinline__ uint4 LoadStream(const bf16* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+__device__ __forceinline__ uint4 LoadShared(const bf16* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+__device__ __forceinline__ void Mma(float* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                    uint32_t b0, uint32_t b1) {
+  asm(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ float SiluF(float g) { return g / (1.0f + __expf(-g)); }
+
+// The mmas of one 64-wide chunk: for each 32-wide half, step 0 takes physical k 8t + {0..3}
+// (registers .x, .y), step 1 takes 8t + {4..7} (.z, .w).
+template <int kMats, int kNTiles>
+__device__ __forceinline__ void ChunkMma(float (&acc)[kMats][kNTiles][4],
+                                         const uint4 (&wv)[kMats][2][2],
+                                         const uint4 (&xv)[kNTiles][2]) {
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+#pragma unroll
+    for (int mat = 0; mat < kMats; ++mat) {
+      const uint4 lo = wv[mat][0][half], hi = wv[mat][1][half];
+#pragma unroll
+      for (int nt = 0; nt < kNTiles; ++nt) {
+        const uint4 b = xv[nt][half];
+        Mma(acc[mat][nt], lo.x, hi.x, lo.y, hi.y, b.x, b.y);
+        Mma(acc[mat][nt], lo.z, hi.z, lo.w, hi.w, b.z, b.w);
+      }
+    }
+  }
+}
+
+// kMats: 1 (each CTA one tile of one weight) or 2 (the same tile of gate and up: SwiGLU).
+// kNTiles: 1 (m <= 8) or 2 (m <= 16).
+// RMSNorm prologue on one 32-wide half of x: accumulates the squares of the 8 values and
+// replaces them by bf16(x * weight) (the 1 / rms factor is applied to the dot products).
+__device__ __forceinline__ void NormHalf(uint4& x, const uint4& weight, float& squares) {
+  uint32_t* xs = reinterpret_cast<uint32_t*>(&x);
+  const uint32_t* ws = reinterpret_cast<const uint32_t*>(&weight);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 xf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&xs[i]));
+    const float2 wf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&ws[i]));
+    squares = fmaf(xf.x, xf.x, fmaf(xf.y, xf.y, squares));
+    const __nv_bfloat162 y = __floats2bfloat162_rn(xf.x * wf.x, xf.y * wf.y);
+    xs[i] = *reinterpret_cast<const uint32_t*>(&y);
+  }
+}
+
+// kMinBlocks: CTAs per SM the registers are sized for (1: up to 24 uint4 of loads in flight
+// per thread; 2: up to 16).
+// kNorm: x is the input of an RMSNorm whose weight is p.norm_weight (see SkinnyGemmArgs).
+template <int kMats, int kNTiles, int kMinBlocks, bool kNorm>
+__global__ void __launch_bounds__(kThreads, kMinBlocks) SkinnyGemmKernel(const Params p) {
+  // Registers per chunk: 4 uint4 of W per matrix, 2 of x per n-tile.
+  constexpr int kPerChunk = kMats * 4 + kNTiles * 2;
+  constexpr int kBudget = kMinBlocks == 1 ? 24 : 16;
+  constexpr int kUnroll = kBudget / kPerChunk > 0 ? kBudget / kPerChunk : 1;
+  __shared__ float partial[kWarps][kMats][kTileRows][kNTiles * 8];
+  __shared__ float row_squares[kWarps][kNTiles * 8];  // kNorm: per warp, per x row
+
+  const int tile = blockIdx.x;
+  int seg = 0;
+  if (kMats == 1) {
+    while (seg + 1 < kSkinnyMaxWeights && tile >= p.tile_begin[seg + 1]) ++seg;
+  }
+  const int n = p.n[seg];
+  const int row0 = (tile - p.tile_begin[seg]) * kTileRows;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int g = lane >> 2, t = lane & 3;
+  const int k = p.k;
+
+  // Rows past n and columns past m read a valid row (the last) and are never stored, so the
+  // loads need no predicates.
+  const bf16* wrow[kMats][2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = min(row0 + g + 8 * h, n - 1);
+#pragma unroll
+    for (int mat = 0; mat < kMats; ++mat) {
+      wrow[mat][h] = p.w[seg + mat] + static_cast<int64_t>(r) * k + 8 * t;
+    }
+  }
+  const bf16* xrow[kNTiles];
+#pragma unroll
+  for (int nt = 0; nt < kNTiles; ++nt) {
+    xrow[nt] = p.x + static_cast<int64_t>(min(g + 8 * nt, p.m - 1)) * k + 8 * t;
+  }
+
+  const bf16* norm_w = kNorm ? p.norm_weight + 8 * t : nullptr;
+  float squares[kNTiles] = {};
+
+  float acc[kMats][kNTiles][4];
+#pragma unroll
+  for (int mat = 0; mat < kMats; ++mat)
+#pragma unroll
+    for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[mat][nt][i] = 0.0f;
+
+  const int chunks = k / kChunk;
+  // Full groups of kUnroll chunks per warp, then the rest one chunk at a time.
+  int c0 = warp;
+  for (; c0 + kWarps * (kUnroll - 1) < chunks; c0 += kWarps * kUnroll) {
+    uint4 wv[kUnroll][kMats][2][2];  // [chunk][matrix][row g / g + 8][k half]
+    uint4 xv[kUnroll][kNTiles][2];   // [chunk][n-tile][k half]
+    uint4 nv[kNorm ? kUnroll : 1][2];  // [chunk][k half]: RMSNorm weights
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int off = (c0 + kWarps * u) * kChunk;
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+#pragma unroll
+        for (int mat = 0; mat < kMats; ++mat)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) wv[u][mat][h][half] = LoadStream(wrow[mat][h] + off + 32 * half);
+#pragma unroll
+        for (int nt = 0; nt < kNTiles; ++nt) xv[u][nt][half] = LoadShared(xrow[nt] + off + 32 * half);
+        if constexpr (kNorm) nv[u][half] = LoadShared(norm_w + off + 32 * half);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      if constexpr (kNorm) {
+#pragma unroll
+        for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+          for (int half = 0; half < 2; ++half) NormHalf(xv[u][nt][half], nv[u][half], squares[nt]);
+      }
+      ChunkMma<kMats, kNTiles>(acc, wv[u], xv[u]);
+    }
+  }
+  for (; c0 < chunks; c0 += kWarps) {
+    uint4 wv[kMats][2][2];
+    uint4 xv[kNTiles][2];
+    const int off = c0 * kChunk;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+#pragma unroll
+      for (int mat = 0; mat < kMats; ++mat)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) wv[mat][h][half] = LoadStream(wrow[mat][h] + off + 32 * half);
+#pragma unroll
+      for (int nt = 0; nt < kNTiles; ++nt) xv[nt][half] = LoadShared(xrow[nt] + off + 32 * half);
+    }
+    if constexpr (kNorm) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const uint4 nw = LoadShared(norm_w + off + 32 * half);
+#pragma unroll
+        for (int nt = 0; nt < kNTiles; ++nt) NormHalf(xv[nt][half], nw, squares[nt]);
+      }
+    }
+    ChunkMma<kMats, kNTiles>(acc, wv, xv);
+  }
+
+  // c0, c1: (row g, cols 2t, 2t + 1); c2, c3: (row g + 8, the same cols) of each n-tile.
+#pragma unroll
+  for (int mat = 0; mat < kMats; ++mat)
+#pragma unroll
+    for (int nt = 0; nt < kNTiles; ++nt) {
+      partial[warp][mat][g][nt * 8 + 2 * t] = acc[mat][nt][0];
+      partial[warp][mat][g][nt * 8 + 2 * t + 1] = acc[mat][nt][1];
+      partial[warp][mat][g + 8][nt * 8 + 2 * t] = acc[mat][nt][2];
+      partial[warp][mat][g + 8][nt * 8 + 2 * t + 1] = acc[mat][nt][3];
+    }
+  if constexpr (kNorm) {
+    // The quad's 4 threads hold disjoint k of the same x row: sum them, one writes.
+#pragma unroll
+    for (int nt = 0; nt < kNTiles; ++nt) {
+      float q = squares[nt];
+      q += __shfl_xor_sync(0xffffffffu, q, 1);
+      q += __shfl_xor_sync(0xffffffffu, q, 2);
+      if (t == 0) row_squares[warp][nt * 8 + g] = q;
+    }
+  }
+  __syncthreads();
+
+  // One thread per output element: consecutive threads write consecutive features.
+  const int idx = threadIdx.x;
+  if (idx >= kTileRows * kNTiles * 8) return;
+  const int r = idx % kTileRows, col = idx / kTileRows;
+  const int feature = row0 + r;
+  if (col >= p.m || feature >= n) return;
+  float inv_rms = 1.0f;
+  if constexpr (kNorm) {
+    float q = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) q += row_squares[w][col];
+    inv_rms = rsqrtf(q / static_cast<float>(k) + p.norm_eps);
+  }
+  float v[kMats];
+#pragma unroll
+  for (int mat = 0; mat < kMats; ++mat) {
+    float s = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) s += partial[w][mat][r][col];
+    s *= inv_rms;
+    if (p.bias[seg + mat] != nullptr) s += __bfloat162float(p.bias[seg + mat][feature]);
+    v[mat] = s;
+  }
+  const int64_t o = static_cast<int64_t>(col) * n + feature;
+  float result = v[0];
+  if constexpr (kMats == 2) {
+    result = SiluF(v[0]) * v[1];
+  } else if (p.epilogue == SkinnyEpilogue::kAddResidual) {
+    result += __bfloat162float(p.residual[o]);
+  }
+  if (p.out_f32) {
+    static_cast<float*>(p.out[seg])[o] = result;
+  } else {
+    static_cast<bf16*>(p.out[seg])[o] = __float2bfloat16_rn(result);
+  }
+}
+
+template <int kMats, int kMinBlocks, bool kNorm>
+void LaunchVariant(const Params& p, int grid, int m, cudaStream_t stream) {
+  if (m <= 8) {
+    SkinnyGemmKernel<kMats, 1, kMinBlocks, kNorm><<<grid, kThreads, 0, stream>>>(p);
+  } else {
+    SkinnyGemmKernel<kMats, 2, kMinBlocks, kNorm><<<grid, kThreads, 0, stream>>>(p);
+  }
+}
+
+template <int kMats, int kMinBlocks>
+void LaunchVariant(const Params& p, int grid, int m, cudaStream_t stream) {
+  if (p.norm_weight != nullptr) {
+    LaunchVariant<kMats, kMinBlocks, true>(p, grid, m, stream);
+  } else {
+    LaunchVariant<kMats, kMinBlocks, false>(p, grid, m, stream);
+  }
+}
+
+template <int kMats>
+absl::Status Launch(const Params& p, int grid, int m, int occupancy, cudaStream_t stream) {
+  if (occupancy == 2) {
+    LaunchVariant<kMats, 2>(p, grid, m, stream);
+  } else {
+    LaunchVariant<kMats, 1>(p, grid, m, stream);
+  }
+  TESSEL_CUDA_RETURN_IF_LAUNCH_ERROR("SkinnyGemmKernel");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+bool SkinnyGemmSupports(int64_t m, int64_t k) {
+  return m >= 1 && m <= kSkinnyMaxRows && k > 0 && k % kChunk == 0 && k <= (int64_t{1} << 30);
+}
+
+absl::Status LaunchSkinnyGemm(const SkinnyGemmArgs& args, cudaStream_t stream) {
+  if (!SkinnyGemmSupports(args.m, args.k)) {
+    return absl::InvalidArgumentError(absl::StrCat("skinny gemm: m = ", args.m, ", k = ", args.k,
+                                                   " (needs 1 <= m <= ", kSkinnyMaxRows,
+                                                   ", k a multiple of ", kChunk, ")"));
+  }
+  if (args.weights < 1 || args.weights > kSkinnyMaxWeights) {
+    return absl::InvalidArgumentError(absl::StrCat("skinny gemm: ", args.weights, " weights"));
+  }
+  const bool swiglu = args.epilogue == SkinnyEpilogue::kSwiGlu;
+  const bool residual = args.epilogue == SkinnyEpilogue::kAddResidual;
+  if (swiglu && (args.weights != 2 || args.n[0] != args.n[1])) {
+    return absl::InvalidArgumentError("skinny gemm: SwiGLU needs a gate and an up weight of equal n");
+  }
+  if (residual && (args.weights != 1 || args.residual == nullptr)) {
+    return absl::InvalidArgumentError("skinny gemm: the residual epilogue takes one weight and a residual");
+  }
+  if (args.out_f32 && args.epilogue != SkinnyEpilogue::kStore) {
+    return absl::InvalidArgumentError("skinny gemm: f32 output only without an epilogue");
+  }
+  if (!Aligned16(args.x)) return absl::InvalidArgumentError("skinny gemm: x is not 16-byte aligned");
+  if (args.norm_weight != nullptr && !Aligned16(args.norm_weight)) {
+    return absl::InvalidArgumentError("skinny gemm: norm_weight is not 16-byte aligned");
+  }
+  Params p = {};
+  p.x = args.x;
+  p.m = static_cast<int>(args.m);
+  p.k = static_cast<int>(args.k);
+  p.residual = args.residual;
+  p.norm_weight = args.norm_weight;
+  p.norm_eps = args.norm_eps;
+  p.out_f32 = args.out_f32 ? 1 : 0;
+  p.epilogue = args.epilogue;
+  int64_t tiles = 0;
+  for (int i = 0; i < kSkinnyMaxWeights; ++i) {
+    p.tile_begin[i] = static_cast<int>(tiles);
+    if (i >= args.weights) continue;
+    if (args.n[i] <= 0 || args.n[i] > (int64_t{1} << 30) || args.w[i] == nullptr ||
+        args.out[i] == nullptr || !Aligned16(args.w[i])) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "skinny gemm: weight ", i, " has n = ", args.n[i], " or a null/unaligned pointer"));
+    }
+    p.w[i] = args.w[i];
+    p.bias[i] = args.bias[i];
+    p.n[i] = static_cast<int>(args.n[i]);
+    p.out[i] = args.out[i];
+    if (!swiglu || i == 0) tiles += CeilDiv(args.n[i], kTileRows);
+  }
+  p.tile_begin[kSkinnyMaxWeights] = static_cast<int>(tiles);
+  if (tiles > (int64_t{1} << 31) - 1) return absl::InvalidArgumentError("skinny gemm: too many rows");
+  const int grid = static_cast<int>(tiles);
+  // bench_kernels (H100): gate/up+SwiGLU is faster sized for one CTA per SM, single
+  // projections (o, down, lm_head, q/k/v) for two, most at m = 16.
+  const int occupancy = args.occupancy != 0 ? args.occupancy : swiglu ? 1 : 2;
+  return swiglu ? Launch<2>(p, grid, p.m, occupancy, stream)
+                : Launch<1>(p, grid, p.m, occupancy, stream);
+}
+
+}  // namespace tessel::cuda
