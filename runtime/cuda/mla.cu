@@ -2,8 +2,9 @@
 // splits over the context; three kernels.
 // SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
 //
-//  1. MLAAbsorbQueryKernel, block (head, 8 tokens): q_cat[t, h] = [q_nope[t, h] kv_b[h, :nope]
-//     (rank values) | q_rope[t, h]] in bf16; kv_b's key rows read once per 8 tokens.
+//  1. MLAAbsorbQueryKernel, block (head, 128 latent features, 8 tokens): q_cat[t, h] =
+//     [q_nope[t, h] kv_b[h, :nope] (rank values) | q_rope[t, h]] in bf16; kv_b's key rows
+//     read once per 8 tokens.
 //  2. MLAAttendKernel, block (token, 16-head group, split), 4 warps: the heads of a token share
 //     one "KV head" of width rank + rope (the latent and the rope key), so the 16 heads are
 //     the M = 16 rows of mma.sync m16n8k16 (FlashMLA's observation). Per 32-key tile, staged
@@ -12,7 +13,7 @@
 //     maxima and sums of the 4 warps); P (bf16) is shared and warp w accumulates output
 //     latent features 128w..128w+127 (O += P V with V = the latent rows, ldmatrix.trans).
 //     Each block writes its unnormalized output latent, max and sum for its chunk.
-//  3. MLAOutputKernel, block (head, 8 tokens): merges the splits, O = sum_s e^(m_s - M) o_s /
+//  3. MLAOutputKernel, block (head, 32 value rows, 8 tokens): merges the splits, O = sum_s e^(m_s - M) o_s /
 //     sum_s e^(m_s - M) l_s, and projects out[t, h] = kv_b[h, nope:] O (kv_b's value rows read
 //     once per 8 tokens).
 // Cost per token: heads * (rank * (nope + v_dim) + visible * (2 rank + rope)) MACs; bytes:
@@ -77,44 +78,65 @@ size_t WorkspaceBytes(int64_t tokens, int64_t heads, int64_t splits) {
 
 // --- 1. absorbed query ----------------------------------------------------------------------
 
-__global__ void __launch_bounds__(256)
+// Block (head, 128-feature slice of the latent, 8 tokens), 8 warps: warp w sums the nope rows
+// d = w, w + 8, ... (each lane 4 features: 256 contiguous bytes per warp and row), then the
+// warps' partial sums are added in a fixed order through shared memory.
+constexpr int kAbsorbSlice = 128;
+constexpr int kAbsorbWarps = 8;
+
+__global__ void __launch_bounds__(32 * kAbsorbWarps)
     MLAAbsorbQueryKernel(const bf16* __restrict__ q_nope, const bf16* __restrict__ q_rope,
                          const bf16* __restrict__ kv_b, int64_t tokens, int heads, int nope,
                          int v_dim, bf16* __restrict__ q_cat) {
   __shared__ float qn_s[kTokenGroup][kMaxNope];
+  __shared__ __align__(16) float part_s[kAbsorbWarps][kTokenGroup][kAbsorbSlice];
   const int h = blockIdx.x;
-  const int64_t t0 = static_cast<int64_t>(blockIdx.y) * kTokenGroup;
+  const int r0 = blockIdx.y * kAbsorbSlice;
+  const int64_t t0 = static_cast<int64_t>(blockIdx.z) * kTokenGroup;
   const int count = static_cast<int>(tokens - t0 < kTokenGroup ? tokens - t0 : kTokenGroup);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   for (int idx = threadIdx.x; idx < kTokenGroup * nope; idx += blockDim.x) {
     const int t = idx / nope, d = idx % nope;
     qn_s[t][d] = t < count ? __bfloat162float(q_nope[((t0 + t) * heads + h) * nope + d]) : 0.0f;
   }
   __syncthreads();
-  const bf16* kv_b_key = kv_b + static_cast<int64_t>(h) * (nope + v_dim) * kRank;
-  for (int r2 = threadIdx.x; r2 < kRank / 2; r2 += blockDim.x) {
-    float acc[kTokenGroup][2];
+  const bf16* kv_b_key = kv_b + static_cast<int64_t>(h) * (nope + v_dim) * kRank + r0 + 4 * lane;
+  float acc[kTokenGroup][4];
 #pragma unroll
-    for (int t = 0; t < kTokenGroup; ++t) acc[t][0] = acc[t][1] = 0.0f;
-    for (int d = 0; d < nope; ++d) {
-      const float2 w = __bfloat1622float2(
-          reinterpret_cast<const __nv_bfloat162*>(kv_b_key + static_cast<int64_t>(d) * kRank)[r2]);
-#pragma unroll
-      for (int t = 0; t < kTokenGroup; ++t) {
-        acc[t][0] = fmaf(qn_s[t][d], w.x, acc[t][0]);
-        acc[t][1] = fmaf(qn_s[t][d], w.y, acc[t][1]);
-      }
-    }
+  for (int t = 0; t < kTokenGroup; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.0f;
+#pragma unroll 4
+  for (int d = warp; d < nope; d += kAbsorbWarps) {
+    const uint2 raw = *reinterpret_cast<const uint2*>(kv_b_key + static_cast<int64_t>(d) * kRank);
+    const float2 w01 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.x));
+    const float2 w23 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.y));
 #pragma unroll
     for (int t = 0; t < kTokenGroup; ++t) {
-      if (t < count) {
-        reinterpret_cast<__nv_bfloat162*>(q_cat + ((t0 + t) * heads + h) * kWidth)[r2] =
-            __floats2bfloat162_rn(acc[t][0], acc[t][1]);
-      }
+      const float q = qn_s[t][d];
+      acc[t][0] = fmaf(q, w01.x, acc[t][0]);
+      acc[t][1] = fmaf(q, w01.y, acc[t][1]);
+      acc[t][2] = fmaf(q, w23.x, acc[t][2]);
+      acc[t][3] = fmaf(q, w23.y, acc[t][3]);
     }
   }
-  for (int idx = threadIdx.x; idx < count * kRope; idx += blockDim.x) {
-    const int t = idx / kRope, d = idx % kRope;
-    q_cat[((t0 + t) * heads + h) * kWidth + kRank + d] = q_rope[((t0 + t) * heads + h) * kRope + d];
+#pragma unroll
+  for (int t = 0; t < kTokenGroup; ++t) {
+    *reinterpret_cast<float4*>(&part_s[warp][t][4 * lane]) =
+        make_float4(acc[t][0], acc[t][1], acc[t][2], acc[t][3]);
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < count * kAbsorbSlice; idx += blockDim.x) {
+    const int t = idx / kAbsorbSlice, r = idx % kAbsorbSlice;
+    float sum = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kAbsorbWarps; ++w) sum += part_s[w][t][r];
+    q_cat[((t0 + t) * heads + h) * kWidth + r0 + r] = __float2bfloat16_rn(sum);
+  }
+  if (blockIdx.y == 0) {
+    for (int idx = threadIdx.x; idx < count * kRope; idx += blockDim.x) {
+      const int t = idx / kRope, d = idx % kRope;
+      q_cat[((t0 + t) * heads + h) * kWidth + kRank + d] =
+          q_rope[((t0 + t) * heads + h) * kRope + d];
+    }
   }
 }
 
@@ -301,6 +323,10 @@ __global__ void __launch_bounds__(kAttendThreads)
 
 // --- 3. merge the splits and project through kv_b's value rows ------------------------------
 
+// Block (head, 32 value rows, 8 tokens): every block of a (head, token group) merges the
+// splits (the partials are L2-resident) so the projection spreads over 4x more blocks.
+constexpr int kOutputRows = 32;
+
 __global__ void __launch_bounds__(256)
     MLAOutputKernel(const float* __restrict__ part_o, const float* __restrict__ part_ml,
                     const bf16* __restrict__ kv_b, int64_t tokens, int heads, int nope,
@@ -308,7 +334,9 @@ __global__ void __launch_bounds__(256)
   __shared__ __align__(16) float o_s[kTokenGroup][kRank];
   __shared__ float w_s[kTokenGroup][kMaxSplits];
   const int h = blockIdx.x;
-  const int64_t t0 = static_cast<int64_t>(blockIdx.y) * kTokenGroup;
+  const int d_begin = blockIdx.y * kOutputRows;
+  const int d_end = min(v_dim, d_begin + kOutputRows);
+  const int64_t t0 = static_cast<int64_t>(blockIdx.z) * kTokenGroup;
   const int count = static_cast<int>(tokens - t0 < kTokenGroup ? tokens - t0 : kTokenGroup);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;  // 8 warps
 
@@ -341,7 +369,7 @@ __global__ void __launch_bounds__(256)
   }
   __syncthreads();
   const bf16* kv_b_value = kv_b + (static_cast<int64_t>(h) * (nope + v_dim) + nope) * kRank;
-  for (int d = warp; d < v_dim; d += 8) {
+  for (int d = d_begin + warp; d < d_end; d += 8) {
     float acc[kTokenGroup];
 #pragma unroll
     for (int t = 0; t < kTokenGroup; ++t) acc[t] = 0.0f;
@@ -391,8 +419,8 @@ MLAAttentionPlan PlanMLAAttention(int64_t batch, int64_t seq, int64_t heads,
   max_context = std::max<int64_t>(max_context, 1);
   const int64_t blocks_per_split =
       std::max<int64_t>(1, plan.tokens * CeilDiv(std::max<int64_t>(heads, 1), kHeads));
-  int64_t splits = CeilDiv(2 * MultiprocessorCount(), blocks_per_split);
-  splits = std::clamp<int64_t>(splits, 1, std::max<int64_t>(1, CeilDiv(max_context, 64)));
+  int64_t splits = CeilDiv(MultiprocessorCount(), blocks_per_split);
+  splits = std::clamp<int64_t>(splits, 1, std::max<int64_t>(1, CeilDiv(max_context, 128)));
   splits = std::min<int64_t>(splits, kMaxSplits);
   plan.chunk = CeilDiv(CeilDiv(max_context, splits), kKeys) * kKeys;
   plan.splits = CeilDiv(max_context, plan.chunk);
@@ -422,7 +450,8 @@ absl::Status LaunchMLAAttention(const bf16* q_nope, const bf16* q_rope, const bf
         "workspace, are required");
   }
   if (kv_len <= 0 || kv_len > 0x7fffffff || tokens > 0x7fffffff ||
-      CeilDiv(heads, kHeads) > 65535 || CeilDiv(tokens, kTokenGroup) > 65535 || heads > 65535) {
+      CeilDiv(heads, kHeads) > 65535 || CeilDiv(tokens, kTokenGroup) > 65535 || heads > 65535 ||
+      CeilDiv(v_dim, kOutputRows) > 65535) {
     return absl::InvalidArgumentError("mla attention: kv_len, tokens or heads out of range");
   }
   if (!Aligned16(latent) || !Aligned16(key_rope) || !Aligned16(kv_b) || !Aligned16(workspace)) {
@@ -434,12 +463,11 @@ absl::Status LaunchMLAAttention(const bf16* q_nope, const bf16* q_rope, const bf
       static_cast<int>(kAttendSmem));
   TESSEL_CUDA_RETURN_IF_ERROR(attribute_error);
   const Workspace ws = Carve(workspace, plan.tokens, heads, plan.splits);
-  const dim3 token_groups(static_cast<unsigned>(heads),
-                          static_cast<unsigned>(CeilDiv(tokens, kTokenGroup)));
-  MLAAbsorbQueryKernel<<<token_groups, 256, 0, stream>>>(q_nope, q_rope, kv_b, tokens,
-                                                        static_cast<int>(heads),
-                                                        static_cast<int>(nope),
-                                                        static_cast<int>(v_dim), ws.q_cat);
+  const unsigned token_groups = static_cast<unsigned>(CeilDiv(tokens, kTokenGroup));
+  const dim3 absorb_grid(static_cast<unsigned>(heads), kRank / kAbsorbSlice, token_groups);
+  MLAAbsorbQueryKernel<<<absorb_grid, 32 * kAbsorbWarps, 0, stream>>>(
+      q_nope, q_rope, kv_b, tokens, static_cast<int>(heads), static_cast<int>(nope),
+      static_cast<int>(v_dim), ws.q_cat);
   TESSEL_CUDA_RETURN_IF_LAUNCH_ERROR("MLAAbsorbQueryKernel");
   const dim3 attend_grid(static_cast<unsigned>(tokens),
                          static_cast<unsigned>(CeilDiv(heads, kHeads)),
@@ -449,11 +477,11 @@ absl::Status LaunchMLAAttention(const bf16* q_nope, const bf16* q_rope, const bf
       static_cast<int>(kv_len), params, static_cast<int>(plan.chunk),
       static_cast<int>(plan.splits), ws.part_o, ws.part_ml);
   TESSEL_CUDA_RETURN_IF_LAUNCH_ERROR("MLAAttendKernel");
-  MLAOutputKernel<<<token_groups, 256, 0, stream>>>(ws.part_o, ws.part_ml, kv_b, tokens,
-                                                   static_cast<int>(heads),
-                                                   static_cast<int>(nope),
-                                                   static_cast<int>(v_dim),
-                                                   static_cast<int>(plan.splits), out);
+  const dim3 output_grid(static_cast<unsigned>(heads),
+                         static_cast<unsigned>(CeilDiv(v_dim, kOutputRows)), token_groups);
+  MLAOutputKernel<<<output_grid, 256, 0, stream>>>(
+      ws.part_o, ws.part_ml, kv_b, tokens, static_cast<int>(heads), static_cast<int>(nope),
+      static_cast<int>(v_dim), static_cast<int>(plan.splits), out);
   TESSEL_CUDA_RETURN_IF_LAUNCH_ERROR("MLAOutputKernel");
   return absl::OkStatus();
 }

@@ -24,8 +24,8 @@ struct MLAAttentionPlan {
   size_t workspace_bytes = 0;
 };
 
-/// Chooses the split for contexts of up to `max_context` visible keys: about two blocks per
-/// multiprocessor, chunks of at least 64 keys, at most 256 splits.
+/// Chooses the split for contexts of up to `max_context` visible keys: about one block per
+/// multiprocessor, chunks of at least 128 keys, at most 256 splits.
 MLAAttentionPlan PlanMLAAttention(int64_t batch, int64_t seq, int64_t heads,
                                   int64_t max_context);
 

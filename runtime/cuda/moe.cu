@@ -1,9 +1,11 @@
 // Mixture-of-experts kernels: router, counting sort by expert, grouped expert GEMMs, combine.
 // SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
 //
-// Router (cpu::MoERouter). Block of 8 warps per 8 tokens: each warp computes the logits of
-// experts warp, warp + 8, ... for the block's tokens (16-byte gate and x loads, f32 sums,
-// butterfly reduce), into shared memory; then warp w selects for token w: scores (softmax
+// Router (cpu::MoERouter). Block of 8 warps per (8 tokens, expert slice): each warp computes
+// the logits of experts warp, warp + 8, ... of the slice for the block's tokens (16-byte gate
+// and x loads, f32 sums, butterfly reduce). Decode cuts the experts into slices of 8 so the
+// gate streams through many SMs; the last block of a token group (ticket counter) gathers the
+// logits; then warp w selects for token w: scores (softmax
 // with a double sum as the CPU does, or sigmoid), choice = score + bias, group scores (top-2
 // sum with bias, else max) and the topk_group best groups, top_k rounds of a warp arg-max over
 // (value, -index) pairs so ties go to the lower index. Cost: tokens * experts * hidden MACs,
@@ -54,18 +56,27 @@ __device__ __forceinline__ bool Before(float value, int index, float other_value
   return value > other_value || (value == other_value && index < other_index);
 }
 
+// Block (8-token group, expert slice): logits of experts [slice * per_block, ...) for the
+// group's tokens. With one slice per group they go straight to shared memory; else to the
+// workspace, and the group's last block to finish (a ticket counter per group, reset by that
+// block for the next launch) gathers them and selects.
 __global__ void __launch_bounds__(kRouterThreads)
     MoERouterKernel(const bf16* __restrict__ x, int64_t tokens, int hidden,
-                    const bf16* __restrict__ gate, int experts, const float* __restrict__ bias,
-                    MoERouterKernelParams p, bool vector, float* __restrict__ weights,
-                    int32_t* __restrict__ indices) {
+                    const bf16* __restrict__ gate, int experts, int per_block,
+                    const float* __restrict__ bias, MoERouterKernelParams p, bool vector,
+                    float* __restrict__ logits_ws, unsigned* __restrict__ tickets,
+                    float* __restrict__ weights, int32_t* __restrict__ indices) {
   __shared__ float logits_s[kRouterTokens][kRouterMaxExperts];
+  __shared__ bool last_block;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t t0 = static_cast<int64_t>(blockIdx.x) * kRouterTokens;
   const int count = static_cast<int>(tokens - t0 < kRouterTokens ? tokens - t0 : kRouterTokens);
   const bf16* x_block = x + t0 * hidden;
+  const bool sliced = gridDim.y > 1;
+  const int e_begin = blockIdx.y * per_block;
+  const int e_end = min(experts, e_begin + per_block);
 
-  for (int e = warp; e < experts; e += kRouterTokens) {
+  for (int e = e_begin + warp; e < e_end; e += kRouterTokens) {
     float acc[kRouterTokens];
 #pragma unroll
     for (int t = 0; t < kRouterTokens; ++t) acc[t] = 0.0f;
@@ -100,7 +111,29 @@ __global__ void __launch_bounds__(kRouterThreads)
 #pragma unroll
     for (int t = 0; t < kRouterTokens; ++t) {
       const float sum = WarpSum(acc[t]);
-      if (lane == 0 && t < count) logits_s[t][e] = sum;
+      if (lane == 0 && t < count) {
+        if (sliced) {
+          logits_ws[(t0 + t) * experts + e] = sum;
+        } else {
+          logits_s[t][e] = sum;
+        }
+      }
+    }
+  }
+  if (sliced) {
+    __threadfence();  // this block's logits are visible device-wide before its ticket
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      const unsigned ticket = atomicAdd(&tickets[blockIdx.x], 1u);
+      last_block = ticket == gridDim.y - 1;
+      if (last_block) tickets[blockIdx.x] = 0;  // ready for the next launch
+    }
+    __syncthreads();
+    if (!last_block) return;
+    __threadfence();
+    for (int idx = threadIdx.x; idx < count * experts; idx += kRouterThreads) {
+      const int t = idx / experts, e = idx % experts;
+      logits_s[t][e] = __ldcg(logits_ws + (t0 + t) * experts + e);
     }
   }
   __syncthreads();
@@ -324,7 +357,9 @@ constexpr int kStride = kBK + 8;  // shared row stride (elements): 144 B, ldmatr
 
 template <int kBM, bool kGateUp>
 struct GemmShape {
-  static constexpr int kStages = kBM == 16 ? 4 : 3;
+  // Decode (16-row tiles) streams weights: deep pipelines keep bytes in flight; the down
+  // projection has the fewest blocks (hidden / 64 per expert), so the deepest.
+  static constexpr int kStages = kBM == 16 ? (kGateUp ? 4 : 8) : 3;
   static constexpr int kMatrices = kGateUp ? 2 : 1;
   static constexpr int kAElems = kBM * kStride;
   static constexpr int kBElems = kBN * kStride;
@@ -590,17 +625,34 @@ absl::Status LaunchGemms(const bf16* x, const float* weights, const bf16* gate, 
   return absl::OkStatus();
 }
 
+// Experts per router block: 8 (one per warp) when the token groups alone leave the device
+// mostly idle (decode: the gate is then read by many blocks at once), else all of them.
+constexpr int64_t kMaxSlicedGroups = 128;
+int RouterExpertsPerBlock(int64_t tokens, int64_t experts) {
+  return CeilDiv(tokens, kRouterTokens) >= kMaxSlicedGroups ? static_cast<int>(experts)
+                                                             : kRouterTokens;
+}
+
+// Router workspace: the tickets of up to kMaxSlicedGroups groups at a fixed place (so a
+// workspace zeroed once serves launches of any token count), then the logits.
+constexpr size_t kTicketBytes = sizeof(unsigned) * kMaxSlicedGroups;
+
 }  // namespace
+
+size_t MoERouterWorkspaceBytes(int64_t tokens, int64_t experts) {
+  return kTicketBytes + sizeof(float) * std::max<int64_t>(tokens, 1) * experts;
+}
 
 absl::Status LaunchMoERouter(const bf16* x, int64_t tokens, int64_t hidden, const bf16* gate,
                              int64_t experts, const float* bias,
-                             const MoERouterKernelParams& params, float* weights,
-                             int32_t* indices, cudaStream_t stream) {
+                             const MoERouterKernelParams& params, void* workspace,
+                             float* weights, int32_t* indices, cudaStream_t stream) {
   if (tokens <= 0) return absl::OkStatus();
-  if (experts < 1 || experts > kRouterMaxExperts || hidden < 1 || hidden > 0x7fffffff) {
+  if (experts < 1 || experts > kRouterMaxExperts || hidden < 1 || hidden > 0x7fffffff ||
+      CeilDiv(tokens, kRouterTokens) > 0x7fffffff) {
     return absl::InvalidArgumentError(absl::StrCat("moe router: experts ", experts,
-                                                   " (1..256) or hidden ", hidden,
-                                                   " out of range"));
+                                                   " (1..256), hidden ", hidden,
+                                                   " or tokens ", tokens, " out of range"));
   }
   const int n_group = std::max(params.n_group, 1);
   if (params.top_k < 1 || params.top_k > 32 || n_group > 32 || experts % n_group != 0 ||
@@ -610,13 +662,25 @@ absl::Status LaunchMoERouter(const bf16* x, int64_t tokens, int64_t hidden, cons
         " (<= 32, dividing ", experts, " experts) or topk_group ", params.topk_group,
         " out of range"));
   }
+  const int per_block = RouterExpertsPerBlock(tokens, experts);
+  const int64_t slices = CeilDiv(experts, per_block);
+  if (slices > 1 && workspace == nullptr) {
+    return absl::InvalidArgumentError(
+        "moe router: a workspace of MoERouterWorkspaceBytes (zeroed once) is required");
+  }
   MoERouterKernelParams p = params;
   p.n_group = n_group;
   const bool vector = hidden % 8 == 0 && Aligned16(x) && Aligned16(gate);
-  const int64_t blocks = CeilDiv(tokens, kRouterTokens);
-  MoERouterKernel<<<static_cast<unsigned>(blocks), kRouterThreads, 0, stream>>>(
-      x, tokens, static_cast<int>(hidden), gate, static_cast<int>(experts), bias, p, vector,
-      weights, indices);
+  auto* tickets = static_cast<unsigned*>(workspace);
+  auto* logits_ws = workspace == nullptr
+                        ? nullptr
+                        : reinterpret_cast<float*>(static_cast<unsigned char*>(workspace) +
+                                                   kTicketBytes);
+  const dim3 grid(static_cast<unsigned>(CeilDiv(tokens, kRouterTokens)),
+                  static_cast<unsigned>(slices));
+  MoERouterKernel<<<grid, kRouterThreads, 0, stream>>>(
+      x, tokens, static_cast<int>(hidden), gate, static_cast<int>(experts), per_block, bias, p,
+      vector, logits_ws, tickets, weights, indices);
   TESSEL_CUDA_RETURN_IF_LAUNCH_ERROR("MoERouterKernel");
   return absl::OkStatus();
 }

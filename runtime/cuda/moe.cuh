@@ -24,14 +24,20 @@ struct MoERouterKernelParams {
   float routed_scaling_factor = 1.0f;
 };
 
+/// Device workspace of LaunchMoERouter for up to `tokens` tokens. Zero-fill it once after
+/// allocation: its ticket counters are left at zero by every launch.
+size_t MoERouterWorkspaceBytes(int64_t tokens, int64_t experts);
+
 /// x [tokens, hidden] bf16, gate [experts, hidden] bf16, bias [experts] f32 (DeepSeek-V3's
 /// e_score_correction_bias; may be null) -> weights [tokens, top_k] f32, indices [tokens,
 /// top_k] int32: cpu::MoERouter (logits accumulated in f32, ties to the lower index).
 /// experts <= 256, n_group <= 32 dividing experts, topk_group <= n_group, 1 <= top_k <= 32.
+/// `workspace` from MoERouterWorkspaceBytes for at least `tokens`; with few tokens the gate is
+/// split over many blocks and the last one of each token group selects.
 absl::Status LaunchMoERouter(const bf16* x, int64_t tokens, int64_t hidden, const bf16* gate,
                              int64_t experts, const float* bias,
-                             const MoERouterKernelParams& params, float* weights,
-                             int32_t* indices, cudaStream_t stream);
+                             const MoERouterKernelParams& params, void* workspace,
+                             float* weights, int32_t* indices, cudaStream_t stream);
 
 /// The expert MLP's gate activation (cpu::UnaryOp subset): act(gate @ x) * (up @ x).
 enum class MoEActivation { kSilu, kGelu, kGeluTanh, kRelu };

@@ -420,10 +420,15 @@ int Main() {
           float* r_w = nullptr;
           CHECK_CUDA(cudaMalloc(&r_idx, batch * c.top_k * sizeof(int32_t)));
           CHECK_CUDA(cudaMalloc(&r_w, batch * c.top_k * sizeof(float)));
+          void* r_ws = nullptr;
+          const size_t r_ws_bytes = MoERouterWorkspaceBytes(batch, c.experts);
+          CHECK_CUDA(cudaMalloc(&r_ws, r_ws_bytes));
+          CHECK_CUDA(cudaMemset(r_ws, 0, r_ws_bytes));
           const double router_us = TimeUs(router_copies, [&](int i) {
             CHECK_OK(LaunchMoERouter(x, batch, c.hidden, router_gate[i], c.experts, nullptr, rp,
-                                     r_w, r_idx, g_stream));
+                                     r_ws, r_w, r_idx, g_stream));
           });
+          cudaFree(r_ws);
           rows.push_back({"moe_router", std::string(c.name) + " b" + std::to_string(batch),
                           router_us, 1.0 * c.experts * c.hidden * sizeof(bf16),
                           2.0 * batch * c.experts * c.hidden});

@@ -195,7 +195,8 @@ TEST(MoEKernels, RouterMatchesCpu) {
     cases.push_back({"v3-style 64e hidden 1000", 64, 1000, v3_small, true});
   }
   for (const RouterCase& rc : cases) {
-    for (int64_t tokens : {int64_t{1}, int64_t{7}, int64_t{64}, int64_t{512}}) {
+    // 1031 tokens: enough token groups that each block takes every expert (no slicing).
+    for (int64_t tokens : {int64_t{1}, int64_t{7}, int64_t{64}, int64_t{512}, int64_t{1031}}) {
       SCOPED_TRACE(absl::StrCat(rc.name, ", tokens ", tokens));
       const int64_t e = rc.experts, hidden = rc.hidden, k = rc.params.top_k;
       std::vector<float> x = QuantizedRandom(tokens * hidden, rng, 8, 1.0f / 16);
@@ -210,6 +211,8 @@ TEST(MoEKernels, RouterMatchesCpu) {
       DeviceBuffer<bf16> x_d(ToBf16(x)), gate_d(ToBf16(gate));
       DeviceBuffer<float> bias_d(bias), w_d(tokens * k);
       DeviceBuffer<int32_t> i_d(tokens * k);
+      DeviceBuffer<unsigned char> workspace(MoERouterWorkspaceBytes(tokens, e));
+      ASSERT_CUDA_OK(cudaMemset(workspace.get(), 0, MoERouterWorkspaceBytes(tokens, e)));
       MoERouterKernelParams p;
       p.top_k = static_cast<int>(k);
       p.n_group = static_cast<int>(rc.params.n_group);
@@ -218,11 +221,22 @@ TEST(MoEKernels, RouterMatchesCpu) {
       p.norm_topk_prob = rc.params.norm_topk_prob;
       p.routed_scaling_factor = static_cast<float>(rc.params.routed_scaling_factor);
       ASSERT_STATUS_OK(LaunchMoERouter(x_d.get(), tokens, hidden, gate_d.get(), e,
-                                       rc.bias ? bias_d.get() : nullptr, p, w_d.get(), i_d.get(),
-                                       nullptr));
+                                       rc.bias ? bias_d.get() : nullptr, p, workspace.get(),
+                                       w_d.get(), i_d.get(), nullptr));
       ASSERT_CUDA_OK(cudaDeviceSynchronize());
       const std::vector<float> got_w = w_d.Download();
       const std::vector<int32_t> got_i = i_d.Download();
+      // A second launch over the same workspace (its ticket counters reset themselves) gives
+      // the same bits.
+      w_d.Poison();
+      i_d.Poison();
+      ASSERT_STATUS_OK(LaunchMoERouter(x_d.get(), tokens, hidden, gate_d.get(), e,
+                                       rc.bias ? bias_d.get() : nullptr, p, workspace.get(),
+                                       w_d.get(), i_d.get(), nullptr));
+      EXPECT_EQ(i_d.Download(), got_i) << "second launch chose differently";
+      const std::vector<float> again_w = w_d.Download();
+      EXPECT_EQ(std::memcmp(again_w.data(), got_w.data(), got_w.size() * sizeof(float)), 0)
+          << "second launch weighted differently";
 
       // Choice values in double from the exact logits, to judge disagreements.
       auto choice_values = [&](int64_t t) {
@@ -297,10 +311,12 @@ TEST(MoEKernels, RouterTiesGoToLowerIndex) {
   DeviceBuffer<bf16> x_d(ToBf16(x)), gate_d(ToBf16(gate));
   DeviceBuffer<float> w_d(tokens * 4);
   DeviceBuffer<int32_t> i_d(tokens * 4);
+  DeviceBuffer<unsigned char> workspace(MoERouterWorkspaceBytes(tokens, experts));
+  ASSERT_CUDA_OK(cudaMemset(workspace.get(), 0, MoERouterWorkspaceBytes(tokens, experts)));
   MoERouterKernelParams p;
   p.top_k = 4;
   ASSERT_STATUS_OK(LaunchMoERouter(x_d.get(), tokens, hidden, gate_d.get(), experts, nullptr, p,
-                                   w_d.get(), i_d.get(), nullptr));
+                                   workspace.get(), w_d.get(), i_d.get(), nullptr));
   const std::vector<int32_t> got = i_d.Download();
   for (int64_t t = 0; t < tokens; ++t) {
     for (int64_t j = 0; j < 4; ++j) EXPECT_EQ(got[t * 4 + j], j) << "token " << t;
@@ -434,7 +450,7 @@ struct MlaCase {
   const char* name;
   int64_t batch, seq, heads, kv_len;
   std::vector<int32_t> positions;  // [batch * seq]
-  bool force_one_split;
+  int64_t force_chunk;             // 0: the planner's split; else chunks of this many keys
 };
 
 void CheckMla(const MlaCase& mc, std::mt19937_64& rng) {
@@ -458,11 +474,12 @@ void CheckMla(const MlaCase& mc, std::mt19937_64& rng) {
       kr_d(ToBf16(key_rope)), kvb_d(ToBf16(kv_b)), out_d(b * s * h * v_dim);
   DeviceBuffer<int32_t> pos_d(mc.positions);
   MLAAttentionPlan plan = PlanMLAAttention(b, s, h, l);
-  if (mc.force_one_split) {
-    const MLAAttentionPlan one = PlanMLAAttention(b, s, h, 1);
-    plan.splits = 1;
-    plan.chunk = (l + 31) / 32 * 32;
-    plan.workspace_bytes = std::max(plan.workspace_bytes, one.workspace_bytes);
+  if (mc.force_chunk > 0) {
+    plan.chunk = mc.force_chunk;
+    plan.splits = (l + mc.force_chunk - 1) / mc.force_chunk;
+    // The planner's workspace for one split, plus the partials of the forced split count.
+    plan.workspace_bytes = PlanMLAAttention(b, s, h, 1).workspace_bytes +
+                           sizeof(float) * b * s * h * plan.splits * (rank + 2) + 1024;
   }
   DeviceBuffer<unsigned char> workspace(plan.workspace_bytes);
   AttentionKernelParams kp;
@@ -483,20 +500,20 @@ TEST(MlaKernels, DecodeMatchesCpu) {
   SEED_TRACE();
   auto rng = Rng("MlaDecode");
   // DeepSeek-V2-Lite: 16 heads. Contexts 1, 100 and 4096 (two sequences at different
-  // positions in a 4096-row cache), with the planner's splits and with one split.
+  // positions in a 4096-row cache), with the planner's split, one split, and 64-key chunks.
   const int64_t cap = 4096;
-  for (bool one_split : {false, true}) {
+  for (int64_t chunk : {int64_t{0}, cap, int64_t{64}}) {
     for (int64_t context : {int64_t{1}, int64_t{100}, int64_t{4096}}) {
       const int32_t last = static_cast<int32_t>(context - 1);
-      CheckMla({"v2-lite decode", 2, 1, 16, cap, {last, std::max(0, last - 37)}, one_split}, rng);
+      CheckMla({"v2-lite decode", 2, 1, 16, cap, {last, std::max(0, last - 37)}, chunk}, rng);
     }
   }
   // Batch 16 at mixed contexts; 128 heads (DeepSeek-V3) and 20 heads (a partial head group).
   std::vector<int32_t> mixed(16);
   for (int i = 0; i < 16; ++i) mixed[i] = (i * 997 + 13) % 1024;
-  CheckMla({"v2-lite decode b16 mixed", 16, 1, 16, 1024, mixed, false}, rng);
-  CheckMla({"v3 decode 128 heads", 1, 1, 128, 300, {299}, false}, rng);
-  CheckMla({"decode 20 heads", 2, 1, 20, 200, {150, 199}, false}, rng);
+  CheckMla({"v2-lite decode b16 mixed", 16, 1, 16, 1024, mixed, 0}, rng);
+  CheckMla({"v3 decode 128 heads", 1, 1, 128, 300, {299}, 0}, rng);
+  CheckMla({"decode 20 heads", 2, 1, 20, 200, {150, 199}, 96}, rng);
 }
 
 TEST(MlaKernels, PrefillMatchesCpu) {
@@ -508,9 +525,11 @@ TEST(MlaKernels, PrefillMatchesCpu) {
     std::vector<int32_t> positions;
     for (int64_t b = 0; b < batch; ++b)
       for (int64_t s = 0; s < seq; ++s) positions.push_back(static_cast<int32_t>(offset + s));
-    CheckMla({offset == 0 ? "v2-lite prefill 64" : "v2-lite prefill 64 at offset 37", batch, seq,
-              16, offset + seq, positions, false},
-             rng);
+    for (int64_t chunk : {int64_t{0}, int64_t{32}}) {
+      CheckMla({offset == 0 ? "v2-lite prefill 64" : "v2-lite prefill 64 at offset 37", batch,
+                seq, 16, offset + seq, positions, chunk},
+               rng);
+    }
   }
 }
 
