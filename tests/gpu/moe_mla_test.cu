@@ -278,9 +278,22 @@ TEST(MoEKernels, RouterMatchesCpu) {
           continue;
         }
         ++flipped;
-        // A disagreement must be a near-tie: the k best choice values picked by either side
-        // agree to 1e-5.
+        // A disagreement must be a near-tie: of the groups at the topk_group boundary, or of
+        // the chosen experts (the k best choice values picked by either side agree to 1e-5).
         const std::vector<double> choice = choice_values(t);
+        const int64_t n_group = rc.params.n_group;
+        if (n_group > 1 && rc.params.topk_group < n_group) {
+          const int64_t size = e / n_group;
+          std::vector<double> group_scores(n_group);
+          for (int64_t g = 0; g < n_group; ++g) {
+            std::vector<double> member(choice.begin() + g * size, choice.begin() + (g + 1) * size);
+            std::sort(member.rbegin(), member.rend());
+            group_scores[g] = rc.bias && size >= 2 ? member[0] + member[1] : member[0];
+          }
+          std::sort(group_scores.rbegin(), group_scores.rend());
+          const int64_t kept = rc.params.topk_group;
+          if (group_scores[kept - 1] - group_scores[kept] < 1e-5) continue;  // group tie
+        }
         std::vector<double> got_values, ref_values;
         for (const auto& [idx, w] : got_map) got_values.push_back(choice[idx]);
         for (const auto& [idx, w] : ref_map) ref_values.push_back(choice[idx]);
