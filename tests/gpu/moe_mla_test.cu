@@ -174,6 +174,9 @@ TEST(MoEKernels, RouterMatchesCpu) {
     mixtral.top_k = 2;
     mixtral.norm_topk_prob = true;
     cases.push_back({"mixtral 8e top2", 8, 4096, mixtral, false});
+    cpu::RouterParams qwen;  // Qwen1.5-MoE-A2.7B: 60 experts (partial lanes), softmax top-4
+    qwen.top_k = 4;
+    cases.push_back({"qwen1.5-moe 60e top4", 60, 2048, qwen, false});
     cpu::RouterParams lite;  // DeepSeek-V2-Lite: softmax top-6, no renormalization
     lite.top_k = 6;
     cases.push_back({"v2-lite 64e top6", 64, 2048, lite, false});
@@ -363,9 +366,15 @@ struct ExpertWeights {
 };
 
 void CheckExperts(const ExpertsCase& ec, const ExpertWeights& w, int64_t tokens, Routing routing,
-                  std::mt19937_64& rng) {
+                  std::mt19937_64& rng, MoEActivation activation = MoEActivation::kSilu) {
   SCOPED_TRACE(absl::StrCat(ec.name, ", tokens ", tokens, ", routing ",
-                            static_cast<int>(routing)));
+                            static_cast<int>(routing), ", activation ",
+                            static_cast<int>(activation)));
+  const cpu::UnaryOp cpu_activation = activation == MoEActivation::kSilu   ? cpu::UnaryOp::kSilu
+                                      : activation == MoEActivation::kGelu ? cpu::UnaryOp::kGelu
+                                      : activation == MoEActivation::kGeluTanh
+                                          ? cpu::UnaryOp::kGeluTanh
+                                          : cpu::UnaryOp::kRelu;
   const int64_t e = ec.experts, k = ec.top_k, hidden = ec.hidden, inter = ec.inter;
   std::vector<float> x = RoundBf16(RandomFloats(tokens * hidden, rng));
   // Routing: k distinct experts per token with weights in [0.05, 1).
@@ -392,7 +401,7 @@ void CheckExperts(const ExpertsCase& ec, const ExpertWeights& w, int64_t tokens,
   }
   std::vector<float> ref(tokens * hidden);
   cpu::MoEExperts(x.data(), tokens, hidden, weights.data(), indices.data(), k, w.gate.data(),
-                  w.up.data(), w.down.data(), e, inter, cpu::UnaryOp::kSilu, ref.data(), g_pool);
+                  w.up.data(), w.down.data(), e, inter, cpu_activation, ref.data(), g_pool);
 
   DeviceBuffer<bf16> x_d(ToBf16(x)), out_d(tokens * hidden), again_d(tokens * hidden);
   DeviceBuffer<float> w_d(weights);
@@ -401,7 +410,7 @@ void CheckExperts(const ExpertsCase& ec, const ExpertWeights& w, int64_t tokens,
   const MoEExpertsPlan plan = PlanMoEExperts(tokens + 5, k, e, hidden, inter);
   DeviceBuffer<unsigned char> workspace(plan.workspace_bytes);
   ASSERT_STATUS_OK(LaunchMoEExperts(x_d.get(), tokens, w_d.get(), i_d.get(), w.gate_d.get(),
-                                    w.up_d.get(), w.down_d.get(), MoEActivation::kSilu, plan,
+                                    w.up_d.get(), w.down_d.get(), activation, plan,
                                     workspace.get(), out_d.get(), nullptr));
   ASSERT_CUDA_OK(cudaDeviceSynchronize());
   ASSERT_CUDA_OK(cudaGetLastError());
@@ -411,7 +420,7 @@ void CheckExperts(const ExpertsCase& ec, const ExpertWeights& w, int64_t tokens,
   // Deterministic: a second run over a poisoned workspace gives the same bits.
   workspace.Poison();
   ASSERT_STATUS_OK(LaunchMoEExperts(x_d.get(), tokens, w_d.get(), i_d.get(), w.gate_d.get(),
-                                    w.up_d.get(), w.down_d.get(), MoEActivation::kSilu, plan,
+                                    w.up_d.get(), w.down_d.get(), activation, plan,
                                     workspace.get(), again_d.get(), nullptr));
   const std::vector<bf16> second = again_d.Download();
   EXPECT_EQ(std::memcmp(first.data(), second.data(), first.size() * sizeof(bf16)), 0)
@@ -437,6 +446,10 @@ TEST(MoEKernels, ExpertsMatchCpu) {
     if (c == 3) {
       CheckExperts(ec, weights, 64, Routing::kSkewed, rng);
       CheckExperts(ec, weights, 7, Routing::kWithInvalid, rng);
+      for (MoEActivation activation :
+           {MoEActivation::kGelu, MoEActivation::kGeluTanh, MoEActivation::kRelu}) {
+        CheckExperts(ec, weights, 64, Routing::kRandom, rng, activation);
+      }
     }
     if (c == 0) CheckExperts(ec, weights, 33, Routing::kWithInvalid, rng);
   }
