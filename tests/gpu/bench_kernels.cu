@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <numeric>
 #include <random>
 #include <string>
 #include <vector>
@@ -23,6 +24,8 @@
 #include "runtime/cuda/attention_decode.cuh"
 #include "runtime/cuda/attention_prefill.cuh"
 #include "runtime/cuda/cublaslt_gemm.h"
+#include "runtime/cuda/mla.cuh"
+#include "runtime/cuda/moe.cuh"
 #include "runtime/cuda/rms_norm.cuh"
 #include "runtime/cuda/skinny_gemm.cuh"
 #include "runtime/cuda/swiglu.cuh"
@@ -75,6 +78,38 @@ bf16* RandomDevice(size_t n, float scale = 1.0f) {
 }
 
 cudaStream_t g_stream = nullptr;
+
+// Uniform bf16 in [-scale, scale) from a hash of the index, filled on the device: the expert
+// weights run to gigabytes, too many for host-side normal draws.
+__global__ void FillRandomKernel(bf16* p, size_t n, uint32_t seed, float scale) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    uint32_t h = static_cast<uint32_t>(i) * 0x9E3779B1u ^ static_cast<uint32_t>(i >> 32) ^ seed;
+    h ^= h >> 16;
+    h *= 0x85EBCA6Bu;
+    h ^= h >> 13;
+    h *= 0xC2B2AE35u;
+    h ^= h >> 16;
+    p[i] = __float2bfloat16_rn(scale * (static_cast<float>(h >> 8) * (2.0f / 16777216.0f) - 1.0f));
+  }
+}
+
+bf16* RandomDeviceFast(size_t n, float scale, uint32_t seed) {
+  bf16* ptr = nullptr;
+  CHECK_CUDA(cudaMalloc(&ptr, std::max<size_t>(n, 1) * sizeof(bf16)));
+  FillRandomKernel<<<1024, 256>>>(ptr, n, seed, scale);
+  CHECK_CUDA(cudaGetLastError());
+  CHECK_CUDA(cudaDeviceSynchronize());  // the timed work runs on a non-blocking stream
+  return ptr;
+}
+
+template <typename T>
+T* Upload(const std::vector<T>& host) {
+  T* ptr = nullptr;
+  CHECK_CUDA(cudaMalloc(&ptr, std::max<size_t>(host.size(), 1) * sizeof(T)));
+  CHECK_CUDA(cudaMemcpy(ptr, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
+  return ptr;
+}
 
 // Median time (microseconds) of one call of fn(i), i rotating over `copies` input sets. Each
 // sample replays a CUDA graph of max(10, copies) calls, so launch gaps stay out of the time
@@ -411,6 +446,155 @@ int Main() {
     }
   }
 
+  // MoE: router and routed experts of one layer, decode batches 1 and 16 (and one prefill
+  // chunk). Bytes: the weights of the experts the routing touches (each read once) plus the
+  // activations; the expert weights rotate among copies.
+  {
+    struct MoEConfig {
+      const char* name;
+      int64_t experts, top_k, hidden, inter;
+    };
+    std::mt19937 rng(7);
+    for (const MoEConfig& c : std::vector<MoEConfig>{{"mixtral 8e top2 4096/14336", 8, 2, 4096, 14336},
+                                                     {"v2-lite 64e top6 2048/1408", 64, 6, 2048, 1408}}) {
+      const size_t expert_elems = static_cast<size_t>(c.experts) * c.hidden * c.inter;
+      for (int64_t batch : {int64_t{1}, int64_t{16}, int64_t{512}}) {
+        if (batch == 512 && c.experts == 8) continue;
+        std::vector<int32_t> indices(batch * c.top_k), order(c.experts);
+        std::vector<float> weights(batch * c.top_k, 0.5f);
+        std::iota(order.begin(), order.end(), 0);
+        std::vector<bool> touched(c.experts, false);
+        for (int64_t t = 0; t < batch; ++t) {
+          std::shuffle(order.begin(), order.end(), rng);
+          for (int64_t j = 0; j < c.top_k; ++j) {
+            indices[t * c.top_k + j] = order[j];
+            touched[order[j]] = true;
+          }
+        }
+        const int64_t used = std::count(touched.begin(), touched.end(), true);
+        const double weight_bytes = 3.0 * used * c.hidden * c.inter * sizeof(bf16);
+        const int copies = batch == 512 ? 1 : Copies(static_cast<size_t>(weight_bytes));
+        std::vector<bf16*> gate, up, down;
+        for (int i = 0; i < copies; ++i) {
+          gate.push_back(RandomDeviceFast(expert_elems, 0.03f, 100 + 3 * i));
+          up.push_back(RandomDeviceFast(expert_elems, 0.03f, 101 + 3 * i));
+          down.push_back(RandomDeviceFast(expert_elems, 0.03f, 102 + 3 * i));
+        }
+        bf16* x = RandomDevice(batch * c.hidden);
+        bf16* out = RandomDevice(batch * c.hidden);
+        int32_t* idx_d = Upload(indices);
+        float* w_d = Upload(weights);
+        const MoEExpertsPlan plan = PlanMoEExperts(batch, c.top_k, c.experts, c.hidden, c.inter);
+        void* workspace = nullptr;
+        CHECK_CUDA(cudaMalloc(&workspace, plan.workspace_bytes));
+        const double us = TimeUs(copies, [&](int i) {
+          CHECK_OK(LaunchMoEExperts(x, batch, w_d, idx_d, gate[i], up[i], down[i],
+                                    MoEActivation::kSilu, plan, workspace, out, g_stream));
+        });
+        rows.push_back({"moe_experts", std::string(c.name) + " b" + std::to_string(batch) + " (" +
+                                           std::to_string(used) + " experts, block_m " +
+                                           std::to_string(plan.block_m) + ")",
+                        us, weight_bytes + 2.0 * batch * c.hidden * sizeof(bf16),
+                        2.0 * 3.0 * batch * c.top_k * c.hidden * c.inter});
+        // Router of the same layer: logits, scores and top-k.
+        if (batch != 512) {
+          const int router_copies = 8;
+          std::vector<bf16*> router_gate;
+          for (int i = 0; i < router_copies; ++i) {
+            router_gate.push_back(RandomDeviceFast(c.experts * c.hidden, 0.03f, 900 + i));
+          }
+          MoERouterKernelParams rp;
+          rp.top_k = static_cast<int>(c.top_k);
+          rp.norm_topk_prob = c.experts == 8;
+          int32_t* r_idx = nullptr;
+          float* r_w = nullptr;
+          CHECK_CUDA(cudaMalloc(&r_idx, batch * c.top_k * sizeof(int32_t)));
+          CHECK_CUDA(cudaMalloc(&r_w, batch * c.top_k * sizeof(float)));
+          void* r_ws = nullptr;
+          const size_t r_ws_bytes = MoERouterWorkspaceBytes(batch, c.experts);
+          CHECK_CUDA(cudaMalloc(&r_ws, r_ws_bytes));
+          CHECK_CUDA(cudaMemset(r_ws, 0, r_ws_bytes));
+          const double router_us = TimeUs(router_copies, [&](int i) {
+            CHECK_OK(LaunchMoERouter(x, batch, c.hidden, router_gate[i], c.experts, nullptr, rp,
+                                     r_ws, r_w, r_idx, g_stream));
+          });
+          cudaFree(r_ws);
+          rows.push_back({"moe_router", std::string(c.name) + " b" + std::to_string(batch),
+                          router_us, 1.0 * c.experts * c.hidden * sizeof(bf16),
+                          2.0 * batch * c.experts * c.hidden});
+          for (bf16* p : router_gate) cudaFree(p);
+          cudaFree(r_idx);
+          cudaFree(r_w);
+        }
+        for (int i = 0; i < copies; ++i) {
+          cudaFree(gate[i]);
+          cudaFree(up[i]);
+          cudaFree(down[i]);
+        }
+        cudaFree(x);
+        cudaFree(out);
+        cudaFree(idx_d);
+        cudaFree(w_d);
+        cudaFree(workspace);
+      }
+    }
+  }
+
+  // MLA decode, DeepSeek-V2-Lite layer (16 heads, rank 512, rope 64, nope 128, v 128), 4K
+  // context. Bytes: latent + rope key rows, kv_b (rotated with the cache, as every layer has
+  // its own), queries and outputs.
+  for (int64_t batch : {int64_t{1}, int64_t{16}}) {
+    const int64_t heads = 16, nope = 128, rope = 64, rank = 512, v_dim = 128, context = 4096;
+    const size_t cache_elems = static_cast<size_t>(batch) * context * (rank + rope);
+    const size_t kv_b_elems = static_cast<size_t>(heads) * (nope + v_dim) * rank;
+    const double bytes = 2.0 * (cache_elems + kv_b_elems + batch * heads * (nope + rope + v_dim));
+    const int copies = Copies(static_cast<size_t>(bytes));
+    std::vector<bf16*> latent, key_rope, kv_b;
+    for (int i = 0; i < copies; ++i) {
+      latent.push_back(RandomDeviceFast(batch * context * rank, 1.0f, 300 + 3 * i));
+      key_rope.push_back(RandomDeviceFast(batch * context * rope, 1.0f, 301 + 3 * i));
+      kv_b.push_back(RandomDeviceFast(kv_b_elems, 0.1f, 302 + 3 * i));
+    }
+    bf16* q_nope = RandomDevice(batch * heads * nope);
+    bf16* q_rope = RandomDevice(batch * heads * rope);
+    bf16* out = RandomDevice(batch * heads * v_dim);
+    int32_t* pos_d = Upload(std::vector<int32_t>(batch, static_cast<int32_t>(context - 1)));
+    AttentionKernelParams params;
+    params.scale = 0.0721687836f;  // 1 / sqrt(192)
+    const double flops = 2.0 * batch * heads * (rank * (nope + v_dim) + context * (2 * rank + rope));
+    const MLAAttentionPlan plan = PlanMLAAttention(batch, 1, heads, context);
+    std::vector<int64_t> chunks = {plan.chunk};
+    if (batch == 1) chunks.insert(chunks.end(), {64, 128, 256, 512, 1024});
+    for (size_t ci = 0; ci < chunks.size(); ++ci) {
+      MLAAttentionPlan p = plan;
+      p.chunk = chunks[ci];
+      p.splits = (context + p.chunk - 1) / p.chunk;
+      if (ci > 0 && p.splits == plan.splits) continue;
+      p.workspace_bytes = PlanMLAAttention(batch, 1, heads, 1).workspace_bytes +
+                          sizeof(float) * batch * heads * p.splits * (rank + 2) + 1024;
+      void* workspace = nullptr;
+      CHECK_CUDA(cudaMalloc(&workspace, std::max(p.workspace_bytes, plan.workspace_bytes)));
+      const double us = TimeUs(copies, [&](int i) {
+        CHECK_OK(LaunchMLAAttention(q_nope, q_rope, latent[i], key_rope[i], kv_b[i], pos_d, batch,
+                                    1, heads, context, nope, rope, rank, v_dim, params, p,
+                                    workspace, out, g_stream));
+      });
+      rows.push_back({ci == 0 ? "mla_decode" : "mla_decode (sweep)",
+                      "b" + std::to_string(batch) + " 4K ctx v2-lite 16h (" +
+                          std::to_string(p.splits) + " splits of " + std::to_string(p.chunk) + ")",
+                      us, bytes, flops});
+      cudaFree(workspace);
+    }
+    for (int i = 0; i < copies; ++i) {
+      cudaFree(latent[i]);
+      cudaFree(key_rope[i]);
+      cudaFree(kv_b[i]);
+    }
+    cudaFree(q_nope);
+    cudaFree(q_rope);
+    cudaFree(out);
+    cudaFree(pos_d);
+  }
   Print(rows, copy_gbs);
   return 0;
 }

@@ -31,7 +31,7 @@ build() {  # build <object> <command...>: only when a source or header is newer
 
 echo "building into $OUT_DIR"
 KERNEL_OBJS=()
-for name in embedding rms_norm rope swiglu skinny_gemm elementwise attention_prefill attention_decode sampling; do
+for name in embedding rms_norm rope swiglu skinny_gemm elementwise attention_prefill attention_decode sampling moe mla; do
   build "$OBJ/$name.o" "$NVCC" $NVFLAGS -c runtime/cuda/$name.cu
   KERNEL_OBJS+=("$OBJ/$name.o")
 done
@@ -43,6 +43,7 @@ for name in kernels thread_pool; do
   build "$OBJ/cpu_$name.o" "$CXX" $CXXFLAGS -O3 -c runtime/cpu/$name.cc
 done
 build "$OBJ/cuda_kernels_test.o" "$NVCC" $NVFLAGS -c tests/gpu/cuda_kernels_test.cu
+build "$OBJ/moe_mla_test.o" "$NVCC" $NVFLAGS -c tests/gpu/moe_mla_test.cu
 build "$OBJ/bench_kernels.o" "$NVCC" $NVFLAGS -c tests/gpu/bench_kernels.cu
 
 ABSL=$(ls $LIB/libabsl_*.a)
@@ -55,7 +56,9 @@ link() {  # link <binary> <objects...>
 }
 link "$OUT_DIR/cuda_kernels_test" "$OBJ/cuda_kernels_test.o" "${KERNEL_OBJS[@]}" \
   "$OBJ/cpu_kernels.o" "$OBJ/cpu_thread_pool.o"
+link "$OUT_DIR/cuda_moe_mla_test" "$OBJ/moe_mla_test.o" "${KERNEL_OBJS[@]}" \
+  "$OBJ/cpu_kernels.o" "$OBJ/cpu_thread_pool.o"
 link "$OUT_DIR/bench_kernels" "$OBJ/bench_kernels.o" "${KERNEL_OBJS[@]}" \
   "$OBJ/cpu_kernels.o" "$OBJ/cpu_thread_pool.o"
 cp tests/gpu/run_gpu_tests.sh "$OUT_DIR/"
-du -sh "$OUT_DIR"/cuda_kernels_test "$OUT_DIR"/bench_kernels
+du -sh "$OUT_DIR"/cuda_kernels_test "$OUT_DIR"/cuda_moe_mla_test "$OUT_DIR"/bench_kernels

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one script run on the GPU machine: lists the GPU, runs the kernel cross-check test and
+# The one script run on the GPU machine: lists the GPU, runs the kernel cross-check tests and
 # the kernel benchmark from the carried .gpu-build/, logs to $OUT, prints a summary last.
 # SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
 #
@@ -17,6 +17,8 @@ nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu,power.draw --fo
 
 timeout 300 "$BUILD/cuda_kernels_test" 2>&1 | tee "$OUT/cuda_kernels_test.log"
 test_rc=${PIPESTATUS[0]}
+timeout 400 "$BUILD/cuda_moe_mla_test" 2>&1 | tee "$OUT/cuda_moe_mla_test.log"
+moe_mla_rc=${PIPESTATUS[0]}
 timeout 240 "$BUILD/bench_kernels" 2>&1 | tee "$OUT/bench_kernels.log"
 bench_rc=${PIPESTATUS[0]}
 # One profile of the batch-1 decode attention kernel (the first AttentionDecodeKernel launch),
@@ -34,6 +36,8 @@ echo "===== summary ====="
 cat "$OUT/device.txt" | head -1
 grep -E "^\[  (PASSED|FAILED)|^\[  FAILED|seed" "$OUT/cuda_kernels_test.log" | tail -12
 sed -n '/max relative error/,$p' "$OUT/cuda_kernels_test.log"
+grep -E "^\[  (PASSED|FAILED)|^\[  FAILED|seed" "$OUT/cuda_moe_mla_test.log" | tail -12
+sed -n '/max relative error/,$p' "$OUT/cuda_moe_mla_test.log"
 grep -E "^\|" "$OUT/bench_kernels.log"
-echo "test rc=$test_rc bench rc=$bench_rc"
-exit $(( test_rc != 0 || bench_rc != 0 ))
+echo "test rc=$test_rc moe_mla test rc=$moe_mla_rc bench rc=$bench_rc"
+exit $(( test_rc != 0 || moe_mla_rc != 0 || bench_rc != 0 ))
