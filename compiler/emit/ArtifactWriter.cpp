@@ -364,7 +364,7 @@ llvm::Error writeArtifact(mlir::ModuleOp module, const import::ImportedModel &mo
                               options.progress);
   if (!records)
     return fail(records.takeError());
-  auto plan = emitPlan(module, model, *records);
+  auto plan = emitPlan(module, model, *records, options.gpu_code);
   if (!plan)
     return fail(plan.takeError());
   if (llvm::Error error = writeFile(

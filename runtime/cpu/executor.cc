@@ -170,6 +170,8 @@ class StepBuilder {
         return Router(operands);
       case OpCode::MoEExperts:
         return Experts();
+      case OpCode::Fused:
+        return Fused();
     }
     return Error("has an unknown opcode");
   }
@@ -379,6 +381,117 @@ class StepBuilder {
         out.f()[i] = to == plan::DType::BF16  ? RoundToBf16(v)
                      : to == plan::DType::F16 ? RoundToF16(v)
                                               : v;
+      }
+      return absl::OkStatus();
+    });
+  }
+
+  // A fused group (plan.fbs FusedProgram): each op runs over the whole group
+  // with the kernel of the unfused op into a scratch value of the step, so the
+  // numerics are the unfused plan's; the results are copied out at the end, which
+  // keeps in-place outputs (the memory planner may alias a result with a dying
+  // operand) from clobbering an operand a later op still reads.
+  absl::StatusOr<Step> Fused() {
+    const plan::FusedProgram& program = *inst_.program();
+    const int inputs = static_cast<int>(inst_.operands()->size());
+    const int64_t row = program.row_size();
+    const int64_t elements = Out(0).elements;
+    TESSEL_RETURN_IF_ERROR(Require(elements % row == 0, "size is not whole rows"));
+    for (uint32_t r = 0; r < inst_.results()->size(); ++r) {
+      TESSEL_RETURN_IF_ERROR(RequireFloat(Out(r), "result"));
+      TESSEL_RETURN_IF_ERROR(
+          Require(Out(r).elements == elements, "results differ in size"));
+    }
+    struct FusedStep {
+      plan::OpCode op;
+      UnaryOp unary = UnaryOp::kSilu;
+      BinaryOp binary = BinaryOp::kAdd;
+      double attr = 0.0;
+      plan::DType dtype = plan::DType::F32;
+      std::vector<uint32_t> operands;
+    };
+    std::vector<FusedStep> steps;
+    for (const plan::FusedOp* op : *program.ops()) {
+      FusedStep step{op->op()};
+      step.attr = op->attr();
+      step.dtype = op->dtype();
+      for (uint32_t k = 0; k < op->operands()->size(); ++k) {
+        const uint32_t id = op->operands()->Get(k);
+        step.operands.push_back(id);
+        if (id >= static_cast<uint32_t>(inputs)) continue;
+        // Operands are whole groups, or row vectors read as a norm weight.
+        const Buffer& in = In(id);
+        TESSEL_RETURN_IF_ERROR(RequireFloat(in, "operand"));
+        const bool weight = op->op() == OpCode::RMSNorm && k == 1;
+        TESSEL_RETURN_IF_ERROR(
+            Require(in.elements == (weight ? row : elements),
+                    weight ? "norm weight is not one row long"
+                           : "operand is not the size of the group"));
+      }
+      switch (op->op()) {
+        case OpCode::Add: step.binary = BinaryOp::kAdd; break;
+        case OpCode::Sub: step.binary = BinaryOp::kSub; break;
+        case OpCode::Mul: step.binary = BinaryOp::kMul; break;
+        case OpCode::Div: step.binary = BinaryOp::kDiv; break;
+        case OpCode::Max: step.binary = BinaryOp::kMax; break;
+        case OpCode::Silu: step.unary = UnaryOp::kSilu; break;
+        case OpCode::Sigmoid: step.unary = UnaryOp::kSigmoid; break;
+        case OpCode::Relu: step.unary = UnaryOp::kRelu; break;
+        case OpCode::Exp: step.unary = UnaryOp::kExp; break;
+        case OpCode::Tanh: step.unary = UnaryOp::kTanh; break;
+        case OpCode::Neg: step.unary = UnaryOp::kNeg; break;
+        case OpCode::Gelu:
+          step.unary = op->tanh_approximation() ? UnaryOp::kGeluTanh : UnaryOp::kGelu;
+          break;
+        default: break;
+      }
+      steps.push_back(std::move(step));
+    }
+    std::vector<const float*> in_data;
+    for (int i = 0; i < inputs; ++i) in_data.push_back(In(i).f());
+    std::vector<float*> out_data;
+    std::vector<uint32_t> out_values;
+    for (uint32_t r = 0; r < inst_.results()->size(); ++r) {
+      out_data.push_back(Out(r).f());
+      out_values.push_back(program.results()->Get(r));
+    }
+    auto scratch = std::make_shared<std::vector<std::vector<float>>>(steps.size());
+    for (auto& value : *scratch) value.resize(elements);
+    const int64_t rows = elements / row;
+    return Step([=] {
+      std::vector<const float*> values = in_data;
+      for (size_t i = 0; i < steps.size(); ++i) {
+        const FusedStep& step = steps[i];
+        float* dst = (*scratch)[i].data();
+        const float* a = values[step.operands[0]];
+        const float* b = step.operands.size() > 1 ? values[step.operands[1]] : nullptr;
+        switch (step.op) {
+          case OpCode::Add: case OpCode::Sub: case OpCode::Mul: case OpCode::Div:
+          case OpCode::Max:
+            cpu::Binary(step.binary, a, b, elements, dst);
+            break;
+          case OpCode::Scale:
+            cpu::Scale(a, step.attr, elements, dst);
+            break;
+          case OpCode::Cast:
+            for (int64_t e = 0; e < elements; ++e) {
+              dst[e] = step.dtype == plan::DType::BF16  ? RoundToBf16(a[e])
+                       : step.dtype == plan::DType::F16 ? RoundToF16(a[e])
+                                                        : a[e];
+            }
+            break;
+          case OpCode::RMSNorm:
+            cpu::RMSNorm(a, b, rows, row, step.attr, dst);
+            break;
+          default:
+            cpu::Unary(step.unary, a, elements, dst);
+            break;
+        }
+        values.push_back(dst);
+      }
+      for (size_t r = 0; r < out_data.size(); ++r) {
+        std::memcpy(out_data[r], values[out_values[r]],
+                    static_cast<size_t>(elements) * sizeof(float));
       }
       return absl::OkStatus();
     });

@@ -529,7 +529,7 @@ absl::Status CheckSupported(const plan::Plan& plan) {
         case OpCode::Embedding: case OpCode::RMSNorm: case OpCode::Matmul: case OpCode::Add:
         case OpCode::Mul: case OpCode::Silu: case OpCode::Scale: case OpCode::Cast:
         case OpCode::Copy: case OpCode::Slice: case OpCode::Concat: case OpCode::Rope:
-        case OpCode::KVCacheWrite: case OpCode::Attention:
+        case OpCode::KVCacheWrite: case OpCode::Attention: case OpCode::Fused:
           break;
         case OpCode::MoERouter:
         case OpCode::MoEExperts:

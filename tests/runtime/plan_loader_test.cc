@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/base/status.h"
@@ -347,14 +348,16 @@ TEST(PlanCorruptionTest, WrongIdentifierSaysWhatWasFound) {
 
 TEST(PlanCorruptionTest, NewerMajorVersionNamesBothVersions) {
   TempDir dir;
-  testing::WriteToyArtifact(BuildToyArtifact({.major = 2}), dir.path());
+  testing::WriteToyArtifact(BuildToyArtifact({.major = 2, .minor = 0}), dir.path());
   auto artifact = LoadArtifact(dir.path());
   ASSERT_FALSE(artifact.ok());
   EXPECT_EQ(artifact.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(artifact.status().message()),
-              HasSubstr("plan format 2.0 is newer than this runtime's 1.0; "
-                        "rebuild the artifact "
-                        "or update tessel"));
+              HasSubstr(absl::StrCat("plan format 2.0 is newer than this "
+                                     "runtime's 1.",
+                                     plan_format::kMinor, "; ")));
+  EXPECT_THAT(std::string(artifact.status().message()),
+              HasSubstr("rebuild the artifact or update tessel"));
   EXPECT_THAT(std::string(artifact.status().message()), HasSubstr("plan.tsl"));
 }
 
@@ -366,8 +369,44 @@ TEST(PlanCorruptionTest, NewerMinorVersionIsRejected) {
               HasSubstr("is newer than this runtime's"));
 }
 
+// Format 1.1: a Fused instruction runs its op program on the CPU with the same
+// numerics as the unfused ops.
+TEST(FusedPlanTest, FusedProgramComputesTheUnfusedLogits) {
+  const testing::ToyArtifact toy = BuildToyArtifact({.fused_norm = true});
+  auto artifact = FromMemory(toy.plan, toy.weights);
+  ASSERT_TRUE(artifact.ok()) << artifact.status();
+  auto model = cpu::CpuModel::Create(std::move(*artifact));
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto session = cpu::CpuSession::Create(std::move(*model));
+  ASSERT_TRUE(session.ok()) << session.status();
+  const std::vector<int32_t> ids = {3, 1};
+  ASSERT_TRUE((*session)->Prefill(ids).ok());
+  ExpectRow((*session)->logits(), 0, testing::ToyDenseLogits(3));
+  ExpectRow((*session)->logits(), 1, testing::ToyDenseLogits(1));
+}
+
+TEST(FusedPlanTest, KernelIndexOutOfRangeIsRejected) {
+  const absl::Status status = VerifyPlan(
+      BuildToyArtifact({.fused_norm = true, .fused_kernel = 0}).plan);
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("uses kernel #0 of 0"));
+}
+
+TEST(FusedPlanTest, ProgramOperandOutOfRangeIsRejected) {
+  // The norm (op #1, program value #3) may read values #0..#2 only.
+  for (uint32_t operand : {3u, 7u, 0xffffffffu - 1}) {
+    const absl::Status status = VerifyPlan(
+        BuildToyArtifact({.fused_norm = true, .fused_norm_input = operand})
+            .plan);
+    EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+    EXPECT_THAT(std::string(status.message()),
+                HasSubstr("fused op #1 operand #0 is program value"));
+  }
+}
+
 TEST(PlanCorruptionTest, OlderMajorVersionIsRejected) {
-  const absl::Status status = VerifyPlan(BuildToyArtifact({.major = 0}).plan);
+  const absl::Status status =
+      VerifyPlan(BuildToyArtifact({.major = 0, .minor = 0}).plan);
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(status.message()),
               HasSubstr("plan format 0.0 is older"));
