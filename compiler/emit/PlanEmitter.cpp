@@ -367,7 +367,9 @@ llvm::Expected<std::vector<uint8_t>> emitPlan(mlir::ModuleOp module,
       kernels.push_back(tp::CreateKernelDirect(fbb, k.name.c_str(), nullptr, nullptr,
                                                k.block_threads, k.elements_per_block));
     for (const codegen::KernelImage &image : gpu->images)
-      images.push_back(tp::CreateKernelImageDirect(fbb, image.arch.c_str(), &image.image));
+      images.push_back(tp::CreateKernelImageDirect(
+          fbb, image.arch.c_str(), &image.image,
+          ::tessel::plan_format::Fnv1a64(image.image.data(), image.image.size())));
   }
   auto plan = tp::CreatePlanDirect(fbb, ::tessel::plan_format::kMajor,
                                    ::tessel::plan_format::kMinor, modelInfo, &entries,

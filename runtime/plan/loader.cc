@@ -303,6 +303,13 @@ class PlanChecker {
         return Error(absl::StrCat("has kernel image #", i,
                                   " without an architecture or code"));
       }
+      // GPU code goes to the driver as is: a damaged image must not get there.
+      if (plan_format::Fnv1a64(image.image()->data(), image.image()->size()) !=
+          image.checksum()) {
+        return Error(absl::StrCat("has kernel image #", i, " (",
+                                  image.arch()->str(),
+                                  ") whose checksum does not match"));
+      }
     }
     return absl::OkStatus();
   }

@@ -558,6 +558,18 @@ TEST(PlanFuzzSeeds, ToyPlansVerifyAndCanBeWritten) {
   }
 }
 
+// A seed of format 1.1 with a Fused instruction (toy_dense.tsl and
+// toy_attention.tsl stay frozen plans of format 1.0): write it with
+//   TESSEL_WRITE_FUZZ_SEEDS=tests/fuzz/corpus/plan plan_loader_test
+//   --gtest_filter='PlanFuzzSeeds.FusedToyPlan'
+TEST(PlanFuzzSeeds, FusedToyPlan) {
+  const ToyArtifact fused = BuildToyArtifact({.fused_norm = true});
+  ASSERT_TRUE(VerifyPlan(fused.plan).ok());
+  EXPECT_EQ(fused.weights, BuildToyArtifact().weights);
+  if (const char* dir = std::getenv("TESSEL_WRITE_FUZZ_SEEDS"))
+    WriteFile(std::string(dir) + "/toy_fused.tsl", fused.plan);
+}
+
 }  // namespace
 }  // namespace tessel
 
