@@ -26,6 +26,7 @@
 #include "runtime/cuda/elementwise.cuh"
 #include "runtime/cuda/embedding.cuh"
 #include "runtime/cuda/executor.cuh"
+#include "runtime/cuda/generated_kernels.h"
 #include "runtime/cuda/rms_norm.cuh"
 #include "runtime/cuda/rope.cuh"
 #include "runtime/cuda/sampling.cuh"
@@ -141,9 +142,9 @@ class StepBuilder {
  public:
   StepBuilder(const plan::EntryPoint& entry, std::vector<Buffer>& buffers, CublasLtGemm* gemm,
               std::vector<void*>& scratch, int64_t capacity, int64_t tokens,
-              const std::vector<int>& uses)
+              const std::vector<int>& uses, const GeneratedKernels* generated)
       : entry_(entry), buffers_(buffers), gemm_(gemm), scratch_(scratch), capacity_(capacity),
-        tokens_(tokens), uses_(uses) {}
+        tokens_(tokens), uses_(uses), generated_(generated) {}
 
   // Appends the steps of instruction n (and of n + 1 when fused); returns how many
   // instructions were consumed.
@@ -156,6 +157,16 @@ class StepBuilder {
       if (!In(i).is_int && In(i).data == nullptr) return Error("reads an unbound value");
     }
     Step step;
+    if (inst_->kernel() >= 0) {  // a fused group: its generated kernel (generated_kernels.h)
+      std::vector<FusedBuffer> ins, outs;
+      for (uint32_t id : *inst_->operands())
+        ins.push_back({buffers_[id].data, buffers_[id].elements, buffers_[id].element_bytes() == 2});
+      for (uint32_t id : *inst_->results())
+        outs.push_back({buffers_[id].data, buffers_[id].elements, buffers_[id].element_bytes() == 2});
+      TESSEL_ASSIGN_OR_RETURN(step, generated_->Bind(*inst_, ins, outs, where_));
+      steps.push_back(std::move(step));
+      return 1;
+    }
     switch (inst_->op()) {
       case OpCode::Embedding: step = TESSEL_TRY_STEP(Embedding()); break;
       case OpCode::RMSNorm: step = TESSEL_TRY_STEP(RmsNorm()); break;
@@ -517,6 +528,7 @@ class StepBuilder {
   int64_t capacity_;
   int64_t tokens_;
   const std::vector<int>& uses_;
+  const GeneratedKernels* generated_;
   const plan::Instruction* inst_ = nullptr;
   std::string where_;
 };
@@ -638,6 +650,7 @@ absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::Create(std::unique_ptr<Art
   }
   TESSEL_CUDA_RETURN_IF_ERROR(cudaSetDevice(options.device));
   std::unique_ptr<CudaModel> model(new CudaModel());
+  TESSEL_ASSIGN_OR_RETURN(model->generated_kernels_, GeneratedKernels::Load(plan, options.device));
   model->options_ = options;
   model->device_ = options.device;
   model->max_context_ = plan.model()->max_context();
@@ -952,7 +965,8 @@ absl::Status CudaSession::Bind(const plan::EntryPoint& entry, int64_t batch, int
     if (values.Get(id)->kind() == ValueKind::View) uses[values.Get(id)->base()] += 1 + uses[id];
   }
 
-  StepBuilder builder(entry, bound.buffers, gemm_.get(), bound.scratch, capacity_, tokens, uses);
+  StepBuilder builder(entry, bound.buffers, gemm_.get(), bound.scratch, capacity_, tokens, uses,
+                      model_->generated_kernels_.get());
   for (uint32_t n = 0; n < entry.instructions()->size();) {
     TESSEL_ASSIGN_OR_RETURN(int consumed, builder.Build(n, bound.steps));
     n += consumed;
