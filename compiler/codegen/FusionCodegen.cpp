@@ -293,8 +293,10 @@ private:
         writeOp(os, op, "    ");
     writeStores(os, "    ", /*afterNorm=*/false);
     os << "#pragma unroll\n";
+    // The norm reads its input as bf16, as stored by the unfused residual add (and by
+    // Hugging Face in bf16): the normalized value matches the residual stream it leaves.
     os << "    for (int k = 0; k < VEC; ++k) {\n";
-    os << "      keep[it][k] = " << names_.at(x) << "[k];\n";
+    os << "      keep[it][k] = tessel_round_bf16(" << names_.at(x) << "[k]);\n";
     os << "      sum_sq += keep[it][k] * keep[it][k];\n";
     os << "    }\n";
     os << "  }\n";
