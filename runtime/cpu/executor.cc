@@ -100,6 +100,11 @@ int64_t VisibleKeys(const Buffer& positions, int64_t batch, int64_t kv_len) {
 
 using Step = std::function<absl::Status()>;
 
+// Fused programs run over blocks of rows of about this many elements; a program
+// whose scratch values would need more than kMaxFusedScratchBytes is refused.
+constexpr int64_t kFusedBlockElements = 16384;
+constexpr double kMaxFusedScratchBytes = 256.0 * (1 << 20);
+
 // Builds the step of one instruction from bound buffers, checking every shape
 // the kernel relies on; errors name the instruction.
 class StepBuilder {
@@ -386,11 +391,11 @@ class StepBuilder {
     });
   }
 
-  // A fused group (plan.fbs FusedProgram): each op runs over the whole group
-  // with the kernel of the unfused op into a scratch value of the step, so the
-  // numerics are the unfused plan's; the results are copied out at the end, which
-  // keeps in-place outputs (the memory planner may alias a result with a dying
-  // operand) from clobbering an operand a later op still reads.
+  // A fused group (plan.fbs FusedProgram): each op runs with the kernel of the
+  // unfused op into a scratch value of the step, so the numerics are the unfused
+  // plan's; the results are copied out after the ops, which keeps in-place
+  // outputs (the memory planner may alias a result with a dying operand) from
+  // clobbering an operand a later op still reads.
   absl::StatusOr<Step> Fused() {
     const plan::FusedProgram& program = *inst_.program();
     const int inputs = static_cast<int>(inst_.operands()->size());
@@ -455,43 +460,65 @@ class StepBuilder {
       out_data.push_back(Out(r).f());
       out_values.push_back(program.results()->Get(r));
     }
-    auto scratch = std::make_shared<std::vector<std::vector<float>>>(steps.size());
-    for (auto& value : *scratch) value.resize(elements);
+    // Rows go through the program in blocks of about 16K elements, so the scratch
+    // values stay small (and in cache) whatever the call's token count; a block's
+    // results are written after all of its operands are read.
     const int64_t rows = elements / row;
+    const int64_t block_rows =
+        std::max<int64_t>(1, std::min<int64_t>(rows, kFusedBlockElements / row));
+    const int64_t block_elements = block_rows * row;
+    if (static_cast<double>(steps.size()) * block_elements * sizeof(float) >
+        kMaxFusedScratchBytes) {
+      return Error(absl::StrCat("has a fused program of ", steps.size(),
+                                " ops over rows of ", row,
+                                " elements, more than the CPU executor buffers"));
+    }
+    std::vector<bool> is_row_vector;
+    for (int i = 0; i < inputs; ++i)
+      is_row_vector.push_back(In(i).elements < elements);
+    auto scratch = std::make_shared<std::vector<float>>(
+        static_cast<size_t>(steps.size() * block_elements));
     return Step([=] {
-      std::vector<const float*> values = in_data;
-      for (size_t i = 0; i < steps.size(); ++i) {
-        const FusedStep& step = steps[i];
-        float* dst = (*scratch)[i].data();
-        const float* a = values[step.operands[0]];
-        const float* b = step.operands.size() > 1 ? values[step.operands[1]] : nullptr;
-        switch (step.op) {
-          case OpCode::Add: case OpCode::Sub: case OpCode::Mul: case OpCode::Div:
-          case OpCode::Max:
-            cpu::Binary(step.binary, a, b, elements, dst);
-            break;
-          case OpCode::Scale:
-            cpu::Scale(a, step.attr, elements, dst);
-            break;
-          case OpCode::Cast:
-            for (int64_t e = 0; e < elements; ++e) {
-              dst[e] = step.dtype == plan::DType::BF16  ? RoundToBf16(a[e])
-                       : step.dtype == plan::DType::F16 ? RoundToF16(a[e])
-                                                        : a[e];
-            }
-            break;
-          case OpCode::RMSNorm:
-            cpu::RMSNorm(a, b, rows, row, step.attr, dst);
-            break;
-          default:
-            cpu::Unary(step.unary, a, elements, dst);
-            break;
+      std::vector<const float*> values(in_data.size() + steps.size());
+      for (int64_t first = 0; first < rows; first += block_rows) {
+        const int64_t count = std::min(block_rows, rows - first);
+        const int64_t n = count * row, offset = first * row;
+        for (size_t i = 0; i < in_data.size(); ++i)
+          values[i] = is_row_vector[i] ? in_data[i] : in_data[i] + offset;
+        for (size_t i = 0; i < steps.size(); ++i) {
+          const FusedStep& step = steps[i];
+          float* dst = scratch->data() + i * block_elements;
+          const float* a = values[step.operands[0]];
+          const float* b =
+              step.operands.size() > 1 ? values[step.operands[1]] : nullptr;
+          switch (step.op) {
+            case OpCode::Add: case OpCode::Sub: case OpCode::Mul:
+            case OpCode::Div: case OpCode::Max:
+              cpu::Binary(step.binary, a, b, n, dst);
+              break;
+            case OpCode::Scale:
+              cpu::Scale(a, step.attr, n, dst);
+              break;
+            case OpCode::Cast:
+              for (int64_t e = 0; e < n; ++e) {
+                dst[e] = step.dtype == plan::DType::BF16  ? RoundToBf16(a[e])
+                         : step.dtype == plan::DType::F16 ? RoundToF16(a[e])
+                                                          : a[e];
+              }
+              break;
+            case OpCode::RMSNorm:
+              cpu::RMSNorm(a, b, count, row, step.attr, dst);
+              break;
+            default:
+              cpu::Unary(step.unary, a, n, dst);
+              break;
+          }
+          values[in_data.size() + i] = dst;
         }
-        values.push_back(dst);
-      }
-      for (size_t r = 0; r < out_data.size(); ++r) {
-        std::memcpy(out_data[r], values[out_values[r]],
-                    static_cast<size_t>(elements) * sizeof(float));
+        for (size_t r = 0; r < out_data.size(); ++r) {
+          std::memcpy(out_data[r] + offset, values[out_values[r]],
+                      static_cast<size_t>(n) * sizeof(float));
+        }
       }
       return absl::OkStatus();
     });

@@ -385,6 +385,25 @@ TEST(FusedPlanTest, FusedProgramComputesTheUnfusedLogits) {
   ExpectRow((*session)->logits(), 1, testing::ToyDenseLogits(1));
 }
 
+// More rows than one block of the CPU's fused evaluation (16K elements): every
+// block gets the same logits.
+TEST(FusedPlanTest, LongPromptsRunInBlocksOfRows) {
+  const int64_t tokens = 4500;  // rows of 4 elements: two blocks and a part
+  const testing::ToyArtifact toy =
+      BuildToyArtifact({.context = tokens, .fused_norm = true});
+  auto artifact = FromMemory(toy.plan, toy.weights);
+  ASSERT_TRUE(artifact.ok()) << artifact.status();
+  auto model = cpu::CpuModel::Create(std::move(*artifact), {.threads = 1});
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto session = cpu::CpuSession::Create(std::move(*model));
+  ASSERT_TRUE(session.ok()) << session.status();
+  std::vector<int32_t> ids(tokens);
+  for (int64_t i = 0; i < tokens; ++i) ids[i] = static_cast<int32_t>((i * 7 + 3) % 5);
+  ASSERT_TRUE((*session)->Prefill(ids).ok());
+  for (int64_t row : {int64_t{0}, int64_t{4095}, int64_t{4096}, int64_t{4099}, tokens - 1})
+    ExpectRow((*session)->logits(), row, testing::ToyDenseLogits(ids[row]));
+}
+
 TEST(FusedPlanTest, KernelIndexOutOfRangeIsRejected) {
   const absl::Status status = VerifyPlan(
       BuildToyArtifact({.fused_norm = true, .fused_kernel = 0}).plan);
