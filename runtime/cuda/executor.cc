@@ -158,12 +158,16 @@ class StepBuilder {
     }
     Step step;
     if (inst_->kernel() >= 0) {  // a fused group: its generated kernel (generated_kernels.h)
-      std::vector<FusedBuffer> ins, outs;
-      for (uint32_t id : *inst_->operands())
-        ins.push_back({buffers_[id].data, buffers_[id].elements, buffers_[id].element_bytes() == 2});
-      for (uint32_t id : *inst_->results())
-        outs.push_back({buffers_[id].data, buffers_[id].elements, buffers_[id].element_bytes() == 2});
-      TESSEL_ASSIGN_OR_RETURN(step, generated_->Bind(*inst_, ins, outs, where_));
+      auto fused = [&](const flatbuffers::Vector<uint32_t>& ids) {
+        std::vector<FusedBuffer> list;
+        for (uint32_t id : ids) {
+          const Buffer& b = buffers_[id];
+          list.push_back({b.data, b.elements, b.element_bytes() == 2});
+        }
+        return list;
+      };
+      TESSEL_ASSIGN_OR_RETURN(step, generated_->Bind(*inst_, fused(*inst_->operands()),
+                                                     fused(*inst_->results()), where_));
       steps.push_back(std::move(step));
       return 1;
     }
