@@ -93,6 +93,20 @@ LogicalResult lowerFunction(func::FuncOp func) {
               map.map(write.getResult(), cache);
               return success();
             })
+            .Case([&](FusionOp fusion) {
+              // The group's body moves into the launch unchanged; only its inputs and
+              // results become buffers.
+              SmallVector<Value> outs;
+              for (Value r : fusion.getResults()) {
+                auto alloc = tessel_exec::AllocOp::create(b, loc, toMemRef(r.getType()),
+                                                          IntegerAttr());
+                map.map(r, alloc.getResult());
+                outs.push_back(alloc);
+              }
+              auto launchOp = launch(fusion, "fusion", mapped(fusion.getInputs()), outs);
+              launchOp.getBody().takeBody(fusion.getBody());
+              return success();
+            })
             .Case([&](func::ReturnOp ret) {
               func::ReturnOp::create(b, loc, mapped(ret.getOperands()));
               return success();

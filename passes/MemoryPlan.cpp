@@ -8,6 +8,7 @@
 
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/EquivalenceClasses.h"
+#include "llvm/ADT/SmallPtrSet.h"
 #include "llvm/ADT/StringSet.h"
 
 namespace mlir::tessel {
@@ -88,22 +89,29 @@ int64_t planFunction(func::FuncOp func) {
   for (auto &[alloc, interval] : life)
     groups.insert(alloc);
   for (auto launch : body.getOps<LaunchOp>()) {
-    if (!isElementwise(launch.getKernel()) || launch.getOuts().size() != 1)
+    // A fusion's kernel reads element i (or row i) of every input before it writes
+    // element i (row i) of any output, so each output may take over a dying input.
+    bool fused = launch.getKernel() == "fusion";
+    if (!fused && (!isElementwise(launch.getKernel()) || launch.getOuts().size() != 1))
       continue;
-    AllocOp out = launch.getOuts()[0].getDefiningOp<AllocOp>();
-    if (!out)
-      continue;
-    for (Value in : launch.getIns()) {
-      AllocOp source = rootAlloc(in);
-      if (!source || source == out || life[source].end != index[launch] ||
-          life[source].bytes != life[out].bytes)
+    llvm::SmallPtrSet<Operation *, 4> takenOver;
+    for (Value outValue : launch.getOuts()) {
+      AllocOp out = outValue.getDefiningOp<AllocOp>();
+      if (!out)
         continue;
-      // Only one output may take over a dying input.
-      if (groups.getLeaderValue(source) != source.getOperation() &&
-          groups.findLeader(source) != groups.findLeader(out))
-        continue;
-      groups.unionSets(source, out);
-      break;
+      for (Value in : launch.getIns()) {
+        AllocOp source = rootAlloc(in);
+        if (!source || source == out || life[source].end != index[launch] ||
+            life[source].bytes != life[out].bytes || takenOver.contains(source))
+          continue;
+        // Only one output may take over a dying input.
+        if (groups.getLeaderValue(source) != source.getOperation() &&
+            groups.findLeader(source) != groups.findLeader(out))
+          continue;
+        groups.unionSets(source, out);
+        takenOver.insert(source);
+        break;
+      }
     }
   }
   llvm::MapVector<Operation *, Interval> merged;

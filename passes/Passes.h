@@ -21,10 +21,12 @@ namespace mlir::tessel {
 struct CompilePipelineOptions {
   /// Run canonicalization and CSE on the imported graph first.
   bool canonicalize = true;
+  /// Group elementwise chains and residual + norm into tessel.fusion (--tessel-fuse).
+  bool fuse = true;
 };
 
 /// The compile pipeline from an imported tessel module to a planned tessel_exec module:
-/// canonicalize, CSE, --tessel-lower-to-exec, --tessel-memory-plan.
+/// canonicalize, CSE, --tessel-fuse, --tessel-lower-to-exec, --tessel-memory-plan.
 void buildCompilePipeline(OpPassManager &pm, const CompilePipelineOptions &options);
 
 /// Registers `--tessel-compile-pipeline` for tessel-opt.

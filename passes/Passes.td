@@ -29,6 +29,41 @@ def TesselWeightStats : Pass<"tessel-weight-stats", "::mlir::ModuleOp"> {
   ];
 }
 
+def TesselFuse : Pass<"tessel-fuse", "::mlir::func::FuncOp"> {
+  let summary = "Groups elementwise chains, residual add + rms_norm and activation * gate";
+  let description = [{
+    Walks each function in order and grows groups of fusible ops along producer-consumer
+    edges: elementwise ops (`add`, `sub`, `mul`, `div`, `max`, `silu`, `sigmoid`, `relu`,
+    `exp`, `tanh`, `neg`, `gelu`, `scale`, `cast`) of one shape, closed by at most one
+    `rms_norm` of a group value (residual + norm). `silu(a) * b` (SwiGLU) and the other
+    activations times a gate fall out of the same rule. An op joins a group only when no
+    op outside the group reads a group value before it (the group is replaced at its last
+    op) and the group has no norm yet; groups of one op stay as they are. Each group
+    becomes a `tessel.fusion` whose results are the group values read outside it (the sum
+    of a residual add that later layers read, the normalized value); the rest live only
+    inside the generated kernel and never get a buffer. Linear in the ops of the function
+    times the readers of each group's values.
+
+    ```mlir
+    // Before
+    %g = tessel.silu %gate : tensor<?x?x128xbf16>
+    %h = tessel.mul %g, %up : tensor<?x?x128xbf16>
+    // After
+    %h = tessel.fusion "swiglu" (%gate, %up : tensor<?x?x128xbf16>, tensor<?x?x128xbf16>)
+        -> (tensor<?x?x128xbf16>) {
+    ^bb0(%a: tensor<?x?x128xbf16>, %b: tensor<?x?x128xbf16>):
+      %0 = tessel.silu %a : tensor<?x?x128xbf16>
+      %1 = tessel.mul %0, %b : tensor<?x?x128xbf16>
+      tessel.yield %1 : tensor<?x?x128xbf16>
+    }
+    ```
+  }];
+  let options = [
+    Option<"maxOps", "max-ops", "unsigned", /*default=*/"64",
+           "Largest number of ops in one group (bounds the generated kernel's size)">,
+  ];
+}
+
 def TesselLowerToExec : Pass<"tessel-lower-to-exec", "::mlir::ModuleOp"> {
   let summary = "Bufferizes tessel entry points into tessel_exec launches";
   let description = [{

@@ -3,6 +3,7 @@
 //===----------------------------------------------------------------------===//
 #include "passes/Passes.h"
 
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Transforms/Passes.h"
@@ -13,6 +14,8 @@ void mlir::tessel::buildCompilePipeline(OpPassManager &pm,
     pm.addPass(createCanonicalizerPass());
     pm.addPass(createCSEPass());
   }
+  if (options.fuse)
+    pm.addNestedPass<func::FuncOp>(createTesselFuse());
   pm.addPass(createTesselLowerToExec());
   pm.addPass(createTesselMemoryPlan());
 }

@@ -17,3 +17,13 @@ config.environment["PATH"] = os.pathsep.join(
 config.substitutions.append(("%tessel_src", config.tessel_src_root))
 config.substitutions.append(("FileCheck", config.filecheck))
 config.substitutions.append(("%python", sys.executable))
+
+# Generated GPU kernels need NVRTC at compile time (builds with a CUDA toolkit): tests of
+# them say `REQUIRES: nvrtc`; elsewhere every tessel-compile compiles a CPU-only plan.
+config.substitutions.append(("%gpu_arch", config.tessel_test_gpu_arch))
+if config.tessel_test_gpu_arch != "none":
+    config.available_features.add("nvrtc")
+else:
+    config.substitutions.append(
+        (r"(?<![\w./-])tessel-compile(?=\s)", "tessel-compile --gpu-arch=none"))
+

@@ -9,6 +9,7 @@
 #ifndef TESSEL_COMPILER_EMIT_ARTIFACT_H
 #define TESSEL_COMPILER_EMIT_ARTIFACT_H
 
+#include "compiler/codegen/GpuCode.h"
 #include "compiler/import/Importer.h"
 
 #include "mlir/IR/BuiltinOps.h"
@@ -31,10 +32,13 @@ struct WeightRecord {
 };
 
 /// Serializes the plan of `module` (after --tessel-lower-to-exec and
-/// --tessel-memory-plan) with the given weight manifest.
+/// --tessel-memory-plan) with the given weight manifest. Fusion launches become Fused
+/// instructions with their op program; `gpu` (null: none) supplies Plan.kernels and
+/// Plan.kernel_images, and each launch's `tessel_exec.kernel_index` its kernel.
 llvm::Expected<std::vector<uint8_t>> emitPlan(mlir::ModuleOp module,
                                               const import::ImportedModel &model,
-                                              const std::vector<WeightRecord> &weights);
+                                              const std::vector<WeightRecord> &weights,
+                                              const codegen::GpuCode *gpu = nullptr);
 
 struct ArtifactOptions {
   std::string output_dir;
@@ -43,6 +47,8 @@ struct ArtifactOptions {
   /// false: write the plan and manifest but no weights file (benchmarks fill weights
   /// with `--weights dummy` at load); the plan still lays out every weight's offset.
   bool write_weights = true;
+  /// Generated GPU kernels of the module's fusions (null: a CPU-only plan).
+  const codegen::GpuCode *gpu_code = nullptr;
 };
 
 /// Writes the artifact for `module` (lowered and planned) of `model`.

@@ -300,16 +300,27 @@ llvm::Error writeGgufVocabulary(const std::string &checkpoint, const std::string
 }
 
 std::string manifestJson(ModuleOp module, const ImportedModel &model,
-                         const std::vector<WeightRecord> &weights, bool weightsWritten) {
+                         const std::vector<WeightRecord> &weights, bool weightsWritten,
+                         const ::tessel::codegen::GpuCode *gpu) {
   const ::tessel::import::ModelConfig &c = model.config;
   llvm::json::Array entries;
   for (auto func : module.getOps<func::FuncOp>()) {
     int64_t launches = llvm::range_size(func.front().getOps<tessel_exec::LaunchOp>());
+    int64_t fused = llvm::count_if(func.front().getOps<tessel_exec::LaunchOp>(),
+                                   [](auto launch) { return launch.getKernel() == "fusion"; });
     auto peak = func->getAttrOfType<IntegerAttr>("tessel_exec.arena_bytes_per_token");
     entries.push_back(llvm::json::Object{
         {"name", func.getSymName()},
         {"instructions", launches},
+        {"fused_instructions", fused},
         {"arena_bytes_per_token", peak ? peak.getInt() : 0}});
+  }
+  llvm::json::Array archs, kernelNames;
+  if (gpu) {
+    for (const auto &image : gpu->images)
+      archs.push_back(image.arch);
+    for (const auto &kernel : gpu->kernels)
+      kernelNames.push_back(kernel.name);
   }
   uint64_t bytes = 0, elements = 0;
   for (const WeightRecord &w : weights) {
@@ -329,6 +340,8 @@ std::string manifestJson(ModuleOp module, const ImportedModel &model,
                                    {"vocab_size", c.vocab_size},
                                    {"max_context", model.max_context}}},
       {"entry_points", std::move(entries)},
+      {"gpu_code", llvm::json::Object{{"archs", std::move(archs)},
+                                      {"kernels", std::move(kernelNames)}}},
       {"weights", llvm::json::Object{{"count", static_cast<int64_t>(weights.size())},
                                      {"bytes", static_cast<int64_t>(bytes)},
                                      {"parameters", static_cast<int64_t>(elements)},
@@ -364,7 +377,7 @@ llvm::Error writeArtifact(mlir::ModuleOp module, const import::ImportedModel &mo
                               options.progress);
   if (!records)
     return fail(records.takeError());
-  auto plan = emitPlan(module, model, *records);
+  auto plan = emitPlan(module, model, *records, options.gpu_code);
   if (!plan)
     return fail(plan.takeError());
   if (llvm::Error error = writeFile(
@@ -372,7 +385,8 @@ llvm::Error writeArtifact(mlir::ModuleOp module, const import::ImportedModel &mo
           llvm::StringRef(reinterpret_cast<const char *>(plan->data()), plan->size())))
     return fail(std::move(error));
   if (llvm::Error error =
-          writeFile(tmpDir + "/manifest.json", manifestJson(module, model, *records, options.write_weights)))
+          writeFile(tmpDir + "/manifest.json", manifestJson(module, model, *records, options.write_weights,
+                                                options.gpu_code)))
     return fail(std::move(error));
   if (!llvm::sys::fs::is_directory(options.checkpoint_path)) {
     // A GGUF file carries its vocabulary in its metadata: keep that part.

@@ -16,6 +16,7 @@
 
 using namespace mlir;
 namespace fb = flatbuffers;
+namespace codegen = ::tessel::codegen;
 namespace tp = ::tessel::plan;
 
 namespace {
@@ -173,6 +174,41 @@ std::pair<tp::Attrs, fb::Offset<void>> emitAttrs(fb::FlatBufferBuilder &fbb, Ope
   }
 }
 
+/// The op program of a fusion launch (see FusedProgram in plan.fbs): block arguments are
+/// values 0..n-1, the body's ops n, n+1, ...
+llvm::Expected<fb::Offset<tp::FusedProgram>> emitProgram(fb::FlatBufferBuilder &fbb,
+                                                         tessel_exec::LaunchOp launch) {
+  Block &body = launch.getBody().front();
+  llvm::DenseMap<Value, uint32_t> ids;
+  for (BlockArgument arg : body.getArguments())
+    ids[arg] = arg.getArgNumber();
+  std::vector<fb::Offset<tp::FusedOp>> ops;
+  for (Operation &op : body.without_terminator()) {
+    std::optional<tp::OpCode> code = opcodeOf(op.getName().stripDialect());
+    if (!code || op.getNumResults() != 1)
+      return makeError("'" + op.getName().getStringRef() + "' cannot be part of a fused program");
+    std::vector<uint32_t> operands;
+    for (Value v : op.getOperands())
+      operands.push_back(ids.at(v));
+    double attr = 0.0;
+    if (*code == tp::OpCode::Scale)
+      attr = f64(&op, "factor");
+    else if (*code == tp::OpCode::RMSNorm)
+      attr = f64(&op, "epsilon");
+    auto approx = op.getAttrOfType<mlir::tessel::GeluApproximationAttr>("approximation");
+    bool tanh = approx && approx.getValue() == mlir::tessel::GeluApproximation::tanh;
+    Type element = cast<ShapedType>(op.getResult(0).getType()).getElementType();
+    tp::DType dtype = dtypeOf(element).value_or(tp::DType::F32);
+    ids[op.getResult(0)] = body.getNumArguments() + ops.size();
+    ops.push_back(tp::CreateFusedOpDirect(fbb, *code, &operands, attr, tanh, dtype));
+  }
+  std::vector<uint32_t> results;
+  for (Value v : body.getTerminator()->getOperands())
+    results.push_back(ids.at(v));
+  int64_t rowSize = cast<ShapedType>(launch.getOuts()[0].getType()).getShape().back();
+  return tp::CreateFusedProgramDirect(fbb, &ops, &results, rowSize);
+}
+
 /// Plan shape of a buffer: dynamic batch / seq become kBatch / kSeq.
 std::vector<int64_t> planShape(MemRefType type) {
   std::vector<int64_t> shape(type.getShape().begin(), type.getShape().end());
@@ -187,7 +223,8 @@ std::vector<int64_t> planShape(MemRefType type) {
 namespace tessel::emit {
 llvm::Expected<std::vector<uint8_t>> emitPlan(mlir::ModuleOp module,
                                               const import::ImportedModel &model,
-                                              const std::vector<WeightRecord> &weights) {
+                                              const std::vector<WeightRecord> &weights,
+                                              const codegen::GpuCode *gpu) {
   fb::FlatBufferBuilder fbb(1 << 16);
   llvm::StringMap<uint32_t> weightIndex;
   for (auto [i, w] : llvm::enumerate(weights))
@@ -263,6 +300,25 @@ llvm::Expected<std::vector<uint8_t>> emitPlan(mlir::ModuleOp module,
                           alloc.getBytesPerToken());
       } else if (auto view = dyn_cast<tessel_exec::ViewOp>(op)) {
         error = addBuffer(view, tp::ValueKind::View, ids[view.getSource()]);
+      } else if (auto launch = dyn_cast<tessel_exec::LaunchOp>(op);
+                 launch && launch.getKernel() == "fusion") {
+        std::vector<uint32_t> operands, results;
+        for (Value v : launch.getIns())
+          operands.push_back(ids.at(v));
+        for (Value v : launch.getOuts())
+          results.push_back(ids.at(v));
+        auto program = emitProgram(fbb, launch);
+        if (!program)
+          return program.takeError();
+        int32_t kernel = -1;
+        if (auto index = launch->getAttrOfType<IntegerAttr>("tessel_exec.kernel_index"))
+          kernel = index.getInt();
+        if (kernel >= 0 && (!gpu || static_cast<size_t>(kernel) >= gpu->kernels.size()))
+          return makeError("a fusion names generated kernel #" + llvm::Twine(kernel) +
+                           ", which was not generated");
+        instructions.push_back(tp::CreateInstructionDirect(fbb, tp::OpCode::Fused, &operands,
+                                                           &results, tp::Attrs::NONE, 0,
+                                                           kernel, *program));
       } else if (auto launch = dyn_cast<tessel_exec::LaunchOp>(op)) {
         std::optional<tp::OpCode> code = opcodeOf(launch.getKernel());
         if (!code)
@@ -305,9 +361,19 @@ llvm::Expected<std::vector<uint8_t>> emitPlan(mlir::ModuleOp module,
       fbb, c.model_type.c_str(), c.vocab_size, c.hidden_size, c.num_layers, model.max_context,
       c.bos_token_id.value_or(-1), &c.eos_token_ids, c.source.c_str());
   std::vector<fb::Offset<tp::Kernel>> kernels;
+  std::vector<fb::Offset<tp::KernelImage>> images;
+  if (gpu) {
+    for (const codegen::GeneratedKernel &k : gpu->kernels)
+      kernels.push_back(tp::CreateKernelDirect(fbb, k.name.c_str(), nullptr, nullptr,
+                                               k.block_threads, k.elements_per_block));
+    for (const codegen::KernelImage &image : gpu->images)
+      images.push_back(tp::CreateKernelImageDirect(
+          fbb, image.arch.c_str(), &image.image,
+          ::tessel::plan_format::Fnv1a64(image.image.data(), image.image.size())));
+  }
   auto plan = tp::CreatePlanDirect(fbb, ::tessel::plan_format::kMajor,
                                    ::tessel::plan_format::kMinor, modelInfo, &entries,
-                                   &weightTable, &files, &cacheSlots, &kernels, 1);
+                                   &weightTable, &files, &cacheSlots, &kernels, 1, &images);
   fbb.Finish(plan, ::tessel::plan_format::kIdentifier);
   return std::vector<uint8_t>(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
 }

@@ -100,6 +100,11 @@ int64_t VisibleKeys(const Buffer& positions, int64_t batch, int64_t kv_len) {
 
 using Step = std::function<absl::Status()>;
 
+// Fused programs run over blocks of rows of about this many elements; a program
+// whose scratch values would need more than kMaxFusedScratchBytes is refused.
+constexpr int64_t kFusedBlockElements = 16384;
+constexpr double kMaxFusedScratchBytes = 256.0 * (1 << 20);
+
 // Builds the step of one instruction from bound buffers, checking every shape
 // the kernel relies on; errors name the instruction.
 class StepBuilder {
@@ -170,6 +175,8 @@ class StepBuilder {
         return Router(operands);
       case OpCode::MoEExperts:
         return Experts();
+      case OpCode::Fused:
+        return Fused();
     }
     return Error("has an unknown opcode");
   }
@@ -379,6 +386,139 @@ class StepBuilder {
         out.f()[i] = to == plan::DType::BF16  ? RoundToBf16(v)
                      : to == plan::DType::F16 ? RoundToF16(v)
                                               : v;
+      }
+      return absl::OkStatus();
+    });
+  }
+
+  // A fused group (plan.fbs FusedProgram): each op runs with the kernel of the
+  // unfused op into a scratch value of the step, so the numerics are the unfused
+  // plan's; the results are copied out after the ops, which keeps in-place
+  // outputs (the memory planner may alias a result with a dying operand) from
+  // clobbering an operand a later op still reads.
+  absl::StatusOr<Step> Fused() {
+    const plan::FusedProgram& program = *inst_.program();
+    const int inputs = static_cast<int>(inst_.operands()->size());
+    const int64_t row = program.row_size();
+    const int64_t elements = Out(0).elements;
+    TESSEL_RETURN_IF_ERROR(Require(elements % row == 0, "size is not whole rows"));
+    for (uint32_t r = 0; r < inst_.results()->size(); ++r) {
+      TESSEL_RETURN_IF_ERROR(RequireFloat(Out(r), "result"));
+      TESSEL_RETURN_IF_ERROR(
+          Require(Out(r).elements == elements, "results differ in size"));
+    }
+    struct FusedStep {
+      plan::OpCode op;
+      UnaryOp unary = UnaryOp::kSilu;
+      BinaryOp binary = BinaryOp::kAdd;
+      double attr = 0.0;
+      plan::DType dtype = plan::DType::F32;
+      std::vector<uint32_t> operands;
+    };
+    std::vector<FusedStep> steps;
+    for (const plan::FusedOp* op : *program.ops()) {
+      FusedStep step{op->op()};
+      step.attr = op->attr();
+      step.dtype = op->dtype();
+      for (uint32_t k = 0; k < op->operands()->size(); ++k) {
+        const uint32_t id = op->operands()->Get(k);
+        step.operands.push_back(id);
+        if (id >= static_cast<uint32_t>(inputs)) continue;
+        // Operands are whole groups, or row vectors read as a norm weight.
+        const Buffer& in = In(id);
+        TESSEL_RETURN_IF_ERROR(RequireFloat(in, "operand"));
+        const bool weight = op->op() == OpCode::RMSNorm && k == 1;
+        TESSEL_RETURN_IF_ERROR(
+            Require(in.elements == (weight ? row : elements),
+                    weight ? "norm weight is not one row long"
+                           : "operand is not the size of the group"));
+      }
+      switch (op->op()) {
+        case OpCode::Add: step.binary = BinaryOp::kAdd; break;
+        case OpCode::Sub: step.binary = BinaryOp::kSub; break;
+        case OpCode::Mul: step.binary = BinaryOp::kMul; break;
+        case OpCode::Div: step.binary = BinaryOp::kDiv; break;
+        case OpCode::Max: step.binary = BinaryOp::kMax; break;
+        case OpCode::Silu: step.unary = UnaryOp::kSilu; break;
+        case OpCode::Sigmoid: step.unary = UnaryOp::kSigmoid; break;
+        case OpCode::Relu: step.unary = UnaryOp::kRelu; break;
+        case OpCode::Exp: step.unary = UnaryOp::kExp; break;
+        case OpCode::Tanh: step.unary = UnaryOp::kTanh; break;
+        case OpCode::Neg: step.unary = UnaryOp::kNeg; break;
+        case OpCode::Gelu:
+          step.unary = op->tanh_approximation() ? UnaryOp::kGeluTanh : UnaryOp::kGelu;
+          break;
+        default: break;
+      }
+      steps.push_back(std::move(step));
+    }
+    std::vector<const float*> in_data;
+    for (int i = 0; i < inputs; ++i) in_data.push_back(In(i).f());
+    std::vector<float*> out_data;
+    std::vector<uint32_t> out_values;
+    for (uint32_t r = 0; r < inst_.results()->size(); ++r) {
+      out_data.push_back(Out(r).f());
+      out_values.push_back(program.results()->Get(r));
+    }
+    // Rows go through the program in blocks of about 16K elements, so the scratch
+    // values stay small (and in cache) whatever the call's token count; a block's
+    // results are written after all of its operands are read.
+    const int64_t rows = elements / row;
+    const int64_t block_rows =
+        std::max<int64_t>(1, std::min<int64_t>(rows, kFusedBlockElements / row));
+    const int64_t block_elements = block_rows * row;
+    if (static_cast<double>(steps.size()) * block_elements * sizeof(float) >
+        kMaxFusedScratchBytes) {
+      return Error(absl::StrCat("has a fused program of ", steps.size(),
+                                " ops over rows of ", row,
+                                " elements, more than the CPU executor buffers"));
+    }
+    std::vector<bool> is_row_vector;
+    for (int i = 0; i < inputs; ++i)
+      is_row_vector.push_back(In(i).elements < elements);
+    auto scratch = std::make_shared<std::vector<float>>(
+        static_cast<size_t>(steps.size() * block_elements));
+    return Step([=] {
+      std::vector<const float*> values(in_data.size() + steps.size());
+      for (int64_t first = 0; first < rows; first += block_rows) {
+        const int64_t count = std::min(block_rows, rows - first);
+        const int64_t n = count * row, offset = first * row;
+        for (size_t i = 0; i < in_data.size(); ++i)
+          values[i] = is_row_vector[i] ? in_data[i] : in_data[i] + offset;
+        for (size_t i = 0; i < steps.size(); ++i) {
+          const FusedStep& step = steps[i];
+          float* dst = scratch->data() + i * block_elements;
+          const float* a = values[step.operands[0]];
+          const float* b =
+              step.operands.size() > 1 ? values[step.operands[1]] : nullptr;
+          switch (step.op) {
+            case OpCode::Add: case OpCode::Sub: case OpCode::Mul:
+            case OpCode::Div: case OpCode::Max:
+              cpu::Binary(step.binary, a, b, n, dst);
+              break;
+            case OpCode::Scale:
+              cpu::Scale(a, step.attr, n, dst);
+              break;
+            case OpCode::Cast:
+              for (int64_t e = 0; e < n; ++e) {
+                dst[e] = step.dtype == plan::DType::BF16  ? RoundToBf16(a[e])
+                         : step.dtype == plan::DType::F16 ? RoundToF16(a[e])
+                                                          : a[e];
+              }
+              break;
+            case OpCode::RMSNorm:
+              cpu::RMSNorm(a, b, count, row, step.attr, dst);
+              break;
+            default:
+              cpu::Unary(step.unary, a, n, dst);
+              break;
+          }
+          values[in_data.size() + i] = dst;
+        }
+        for (size_t r = 0; r < out_data.size(); ++r) {
+          std::memcpy(out_data[r] + offset, values[out_values[r]],
+                      static_cast<size_t>(n) * sizeof(float));
+        }
       }
       return absl::OkStatus();
     });

@@ -26,6 +26,7 @@
 #include "runtime/cuda/elementwise.cuh"
 #include "runtime/cuda/embedding.cuh"
 #include "runtime/cuda/executor.cuh"
+#include "runtime/cuda/generated_kernels.h"
 #include "runtime/cuda/rms_norm.cuh"
 #include "runtime/cuda/rope.cuh"
 #include "runtime/cuda/sampling.cuh"
@@ -154,9 +155,9 @@ class StepBuilder {
  public:
   StepBuilder(const plan::EntryPoint& entry, std::vector<Buffer>& buffers, CublasLtGemm* gemm,
               std::vector<void*>& scratch, int64_t capacity, int64_t tokens,
-              const std::vector<int>& uses)
+              const std::vector<int>& uses, const GeneratedKernels* generated)
       : entry_(entry), buffers_(buffers), gemm_(gemm), scratch_(scratch), capacity_(capacity),
-        tokens_(tokens), uses_(uses) {}
+        tokens_(tokens), uses_(uses), generated_(generated) {}
 
   // Appends the steps of instruction n (and of n + 1 when fused); returns how many
   // instructions were consumed.
@@ -181,6 +182,20 @@ class StepBuilder {
       if (fused > 0) return fused;
     }
     Step step;
+    if (inst_->kernel() >= 0) {  // a fused group: its generated kernel (generated_kernels.h)
+      auto fused = [&](const flatbuffers::Vector<uint32_t>& ids) {
+        std::vector<FusedBuffer> list;
+        for (uint32_t id : ids) {
+          const Buffer& b = buffers_[id];
+          list.push_back({b.data, b.elements, b.element_bytes() == 2});
+        }
+        return list;
+      };
+      TESSEL_ASSIGN_OR_RETURN(step, generated_->Bind(*inst_, fused(*inst_->operands()),
+                                                     fused(*inst_->results()), where_));
+      steps.push_back(std::move(step));
+      return 1;
+    }
     switch (inst_->op()) {
       case OpCode::Embedding: step = TESSEL_TRY_STEP(Embedding()); break;
       case OpCode::RMSNorm: step = TESSEL_TRY_STEP(RmsNorm()); break;
@@ -776,6 +791,7 @@ class StepBuilder {
   int64_t capacity_;
   int64_t tokens_;
   const std::vector<int>& uses_;
+  const GeneratedKernels* generated_;
   const plan::Instruction* inst_ = nullptr;
   std::string where_;
 };
@@ -788,7 +804,7 @@ absl::Status CheckSupported(const plan::Plan& plan) {
         case OpCode::Embedding: case OpCode::RMSNorm: case OpCode::Matmul: case OpCode::Add:
         case OpCode::Mul: case OpCode::Silu: case OpCode::Scale: case OpCode::Cast:
         case OpCode::Copy: case OpCode::Slice: case OpCode::Concat: case OpCode::Rope:
-        case OpCode::KVCacheWrite: case OpCode::Attention:
+        case OpCode::KVCacheWrite: case OpCode::Attention: case OpCode::Fused:
           break;
         case OpCode::MoERouter:
         case OpCode::MoEExperts:
@@ -897,6 +913,7 @@ absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::Create(std::unique_ptr<Art
   }
   TESSEL_CUDA_RETURN_IF_ERROR(cudaSetDevice(options.device));
   std::unique_ptr<CudaModel> model(new CudaModel());
+  TESSEL_ASSIGN_OR_RETURN(model->generated_kernels_, GeneratedKernels::Load(plan, options.device));
   model->options_ = options;
   model->device_ = options.device;
   model->max_context_ = plan.model()->max_context();
@@ -1211,7 +1228,8 @@ absl::Status CudaSession::Bind(const plan::EntryPoint& entry, int64_t batch, int
     if (values.Get(id)->kind() == ValueKind::View) uses[values.Get(id)->base()] += 1 + uses[id];
   }
 
-  StepBuilder builder(entry, bound.buffers, gemm_.get(), bound.scratch, capacity_, tokens, uses);
+  StepBuilder builder(entry, bound.buffers, gemm_.get(), bound.scratch, capacity_, tokens, uses,
+                      model_->generated_kernels_.get());
   for (uint32_t n = 0; n < entry.instructions()->size();) {
     TESSEL_ASSIGN_OR_RETURN(int consumed, builder.Build(n, bound.steps));
     n += consumed;

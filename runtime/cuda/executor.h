@@ -42,6 +42,7 @@ typedef struct CUstream_st* cudaStream_t;
 namespace tessel::cuda {
 
 class CublasLtGemm;
+class GeneratedKernels;
 
 struct CudaModelOptions {
   /// CUDA device ordinal.
@@ -96,6 +97,7 @@ class CudaModel {
   std::vector<void*> weights_;
   uint64_t weight_bytes_ = 0;
   double load_seconds_ = 0.0;
+  std::unique_ptr<GeneratedKernels> generated_kernels_;  // the plan's fused kernels
   void* reservation_ = nullptr;  // dummy weights: the address range standing in for files
   uint64_t reservation_bytes_ = 0;
   mutable std::mutex run_mutex_;

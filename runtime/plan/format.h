@@ -9,7 +9,7 @@ namespace tessel::plan_format {
 
 /// Major: bumped when an older runtime could misread a newer plan. Minor: fields added.
 inline constexpr uint32_t kMajor = 1;
-inline constexpr uint32_t kMinor = 0;
+inline constexpr uint32_t kMinor = 1;
 /// The FlatBuffers file identifier (bytes 4..8 of plan.tsl).
 inline constexpr char kIdentifier[] = "TSLP";
 /// Weight tensors start at multiples of this in weights.rank<N>.bin.

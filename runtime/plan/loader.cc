@@ -123,6 +123,9 @@ bool GetSignature(OpCode op, OpSignature* out) {
     case OpCode::MoEExperts:
       *out = {6, 6, 1, Attrs::ExpertsAttrs};
       return true;
+    case OpCode::Fused:
+      *out = {1, -1, -1, Attrs::NONE};
+      return true;
   }
   return false;
 }
@@ -141,6 +144,102 @@ std::string DTypeString(plan::DType dtype) {
   return name;
 }
 
+// Operand count of an op inside a fused program; 0 if it may not appear there.
+int FusedOpArity(OpCode op) {
+  switch (op) {
+    case OpCode::Add:
+    case OpCode::Sub:
+    case OpCode::Mul:
+    case OpCode::Div:
+    case OpCode::Max:
+    case OpCode::RMSNorm:
+      return 2;
+    case OpCode::Silu:
+    case OpCode::Sigmoid:
+    case OpCode::Relu:
+    case OpCode::Exp:
+    case OpCode::Tanh:
+    case OpCode::Neg:
+    case OpCode::Gelu:
+    case OpCode::Scale:
+    case OpCode::Cast:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+// Checks a Fused instruction's program (see plan.fbs): every op known, every
+// operand an earlier value, at most one RMSNorm, one program value per result.
+absl::Status CheckFusedProgram(const plan::Instruction& inst,
+                               const std::string& what) {
+  const plan::FusedProgram* program = inst.program();
+  if (inst.op() != OpCode::Fused) {
+    return program == nullptr
+               ? absl::OkStatus()
+               : absl::DataLossError(absl::StrCat(
+                     what, " has a fused program but is not a Fused op"));
+  }
+  if (program == nullptr || program->ops() == nullptr ||
+      program->ops()->size() == 0 || program->results() == nullptr) {
+    return absl::DataLossError(absl::StrCat(what, " has no fused program"));
+  }
+  if (program->row_size() <= 0) {
+    return absl::DataLossError(absl::StrCat(
+        what, " has a fused program with row size ", program->row_size()));
+  }
+  const uint32_t inputs = inst.operands()->size();
+  const uint32_t ops = program->ops()->size();
+  int norms = 0;
+  for (uint32_t i = 0; i < ops; ++i) {
+    const plan::FusedOp& op = *program->ops()->Get(i);
+    const std::string step = absl::StrCat(what, " fused op #", i);
+    const int arity = FusedOpArity(op.op());
+    if (arity == 0) {
+      return absl::DataLossError(
+          absl::StrCat(step, " is ", OpName(op.op()), ", which cannot be fused"));
+    }
+    const uint32_t count = op.operands() ? op.operands()->size() : 0;
+    if (count != static_cast<uint32_t>(arity)) {
+      return absl::DataLossError(absl::StrCat(step, " (", OpName(op.op()),
+                                              ") has ", count,
+                                              " operands, expected ", arity));
+    }
+    for (uint32_t k = 0; k < count; ++k) {
+      if (op.operands()->Get(k) >= inputs + i) {
+        return absl::DataLossError(absl::StrCat(
+            step, " operand #", k, " is program value #", op.operands()->Get(k),
+            "; only ", inputs + i, " are defined before it"));
+      }
+    }
+    if (op.op() == OpCode::RMSNorm && (++norms > 1 || !(op.attr() > 0.0))) {
+      return absl::DataLossError(absl::StrCat(
+          step, norms > 1 ? " is a second RMSNorm" : " has a non-positive epsilon"));
+    }
+    if (op.op() == OpCode::Cast && op.dtype() != plan::DType::F32 &&
+        op.dtype() != plan::DType::F16 && op.dtype() != plan::DType::BF16) {
+      return absl::DataLossError(absl::StrCat(step, " casts to ",
+                                              DTypeString(op.dtype())));
+    }
+  }
+  const uint32_t results = inst.results() ? inst.results()->size() : 0;
+  if (program->results()->size() != results) {
+    return absl::DataLossError(
+        absl::StrCat(what, " fused program yields ", program->results()->size(),
+                     " values for ", results, " results"));
+  }
+  for (uint32_t r = 0; r < results; ++r) {
+    const uint32_t id = program->results()->Get(r);
+    if (id < inputs || id >= inputs + ops) {
+      return absl::DataLossError(absl::StrCat(
+          what, " fused program result #", r, " is program value #", id,
+          ", not one of its ops' results (#", inputs, "..#", inputs + ops - 1,
+          ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 // Collects the semantic checks of one plan; every error names the plan and the
 // object.
 class PlanChecker {
@@ -153,6 +252,7 @@ class PlanChecker {
     TESSEL_RETURN_IF_ERROR(CheckWeightFiles());
     TESSEL_RETURN_IF_ERROR(CheckWeights());
     TESSEL_RETURN_IF_ERROR(CheckCacheSlots());
+    TESSEL_RETURN_IF_ERROR(CheckKernels());
     if (plan_.ranks() < 1) return Error("declares 0 ranks");
     if (plan_.entry_points() == nullptr || plan_.entry_points()->size() == 0) {
       return Error("has no entry points");
@@ -176,6 +276,42 @@ class PlanChecker {
   absl::Status Error(absl::string_view problem) const {
     return absl::DataLossError(
         absl::StrCat(name_, " is invalid: it ", problem));
+  }
+
+  // Generated kernels (format 1.1): named, launchable, with code for at least
+  // one architecture; every image names its architecture.
+  absl::Status CheckKernels() {
+    const uint32_t kernels = plan_.kernels() ? plan_.kernels()->size() : 0;
+    const uint32_t images =
+        plan_.kernel_images() ? plan_.kernel_images()->size() : 0;
+    for (uint32_t i = 0; i < kernels; ++i) {
+      const plan::Kernel& kernel = *plan_.kernels()->Get(i);
+      if (kernel.name() == nullptr || kernel.name()->size() == 0)
+        return Error(absl::StrCat("has kernel #", i, " without a name"));
+      if (kernel.block_threads() < 1 || kernel.block_threads() > 1024) {
+        return Error(absl::StrCat("has kernel #", i, " with ",
+                                  kernel.block_threads(),
+                                  " threads per block"));
+      }
+    }
+    if (kernels > 0 && images == 0)
+      return Error(absl::StrCat("has ", kernels, " kernels but no GPU code"));
+    for (uint32_t i = 0; i < images; ++i) {
+      const plan::KernelImage& image = *plan_.kernel_images()->Get(i);
+      if (image.arch() == nullptr || image.arch()->size() == 0 ||
+          image.image() == nullptr || image.image()->size() == 0) {
+        return Error(absl::StrCat("has kernel image #", i,
+                                  " without an architecture or code"));
+      }
+      // GPU code goes to the driver as is: a damaged image must not get there.
+      if (plan_format::Fnv1a64(image.image()->data(), image.image()->size()) !=
+          image.checksum()) {
+        return Error(absl::StrCat("has kernel image #", i, " (",
+                                  image.arch()->str(),
+                                  ") whose checksum does not match"));
+      }
+    }
+    return absl::OkStatus();
   }
 
   absl::Status CheckModel() {
@@ -566,7 +702,8 @@ class PlanChecker {
                 ? absl::StrCat("at least ", sig.min_operands)
                 : absl::StrCat(sig.min_operands, " to ", sig.max_operands)));
       }
-      if (results != static_cast<uint32_t>(sig.results)) {
+      if (sig.results < 0 ? results == 0
+                          : results != static_cast<uint32_t>(sig.results)) {
         return Error(absl::StrCat(what, " has ", results, " results, expected ",
                                   sig.results));
       }
@@ -589,6 +726,8 @@ class PlanChecker {
         return Error(absl::StrCat(what, " uses kernel #", inst.kernel(), " of ",
                                   kernels));
       }
+      if (absl::Status program = CheckFusedProgram(inst, what); !program.ok())
+        return Error(program.message());
       for (uint32_t i = 0; i < operands; ++i) {
         if (inst.operands()->Get(i) >= num_values) {
           return Error(absl::StrCat(what, " operand #", i, " is value #",

@@ -84,6 +84,9 @@ def main():
                         help="check the prompt logits only (dynamic NTK RoPE: HF's cached "
                              "decoding disagrees with its own prefill, see "
                              "tests/models/README.md)")
+    parser.add_argument("--gpu-arch", default=None,
+                        help="tessel-compile --gpu-arch (none: a CPU-only plan, for builds "
+                             "without NVRTC)")
     args = parser.parse_args()
 
     reference = json.load(open(os.path.join(args.case, "reference.json")))
@@ -97,6 +100,8 @@ def main():
         compile_cmd = [compile_bin, args.gguf or args.case, "-o", artifact, "--quiet"]
         if args.max_context:
             compile_cmd += ["--max-context", str(args.max_context)]
+        if args.gpu_arch:
+            compile_cmd += ["--gpu-arch", args.gpu_arch]
         run(compile_cmd)
         ids = ",".join(map(str, prompt))
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end GPU check of the CUDA executor: tessel-run --device cuda on the tiny checkpoints
-# vs the Hugging Face reference logits, then compute-sanitizer memcheck on one run.
+# vs the Hugging Face reference logits, then compute-sanitizer memcheck on one run. The
+# artifacts are compiled with fusion on, so the generated (NVRTC) kernels run here too:
+# sm_90a cubins, and one artifact through compute_80 PTX.
 # SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
 #
 # Here (no GPU needed):  tests/gpu/e2e_gpu.sh prepare   -> .gpu-build/e2e (carry it)
@@ -18,6 +20,11 @@ if [[ ${1:-run} == prepare ]]; then
     build/bin/tessel-compile tests/models/tiny/$m -o $E2E/art/$m --quiet
     cp tests/models/tiny/$m/reference_logits.npy tests/models/tiny/$m/reference.json $E2E/art/$m/
   done
+  # The fused kernels through the PTX path: only an sm_80 cubin and compute_80 PTX, which
+  # the driver compiles for a Hopper GPU (the artifacts above run the sm_90a cubin).
+  build/bin/tessel-compile tests/models/tiny/llama3 -o $E2E/art/llama3_ptx --quiet --gpu-arch=sm_80
+  cp tests/models/tiny/llama3/reference_logits.npy tests/models/tiny/llama3/reference.json \
+     $E2E/art/llama3_ptx/
   cp -L build/bin/tessel-run $E2E/
   cp -a build/lib/libtessel_runtime.so* $E2E/lib/
   # Debian's shared absl/tokenizer libraries are not on the device (Ubuntu 24.04): carry them.
@@ -61,6 +68,16 @@ PY
     echo "$m(decode): FAIL $(tail -2 "$OUT/$m.err")"; fail=1
   fi
 done
+
+a=$E2E/art/llama3_ptx
+ids=$(python3 -c "import json;print(','.join(map(str,json.load(open('$a/reference.json'))['prompt_ids'])))")
+if timeout 120 $E2E/tessel-run $a --device cuda --prompt-ids "$ids" --max-new-tokens 0 \
+     --logits-out "$OUT/llama3_ptx.npy" > /dev/null 2> "$OUT/llama3_ptx.err"; then
+  python3 tests/gpu/compare_logits.py "llama3(fused kernels from PTX)" "$OUT/llama3_ptx.npy" \
+    "$a/reference_logits.npy" || fail=1
+else
+  echo "llama3(fused kernels from PTX): FAIL $(tail -2 "$OUT/llama3_ptx.err")"; fail=1
+fi
 
 if command -v compute-sanitizer > /dev/null || [[ -x /usr/local/cuda/bin/compute-sanitizer ]]; then
   CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)

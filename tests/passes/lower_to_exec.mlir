@@ -44,3 +44,31 @@ func.func @weights(%x: tensor<?x?x64xf32>) -> tensor<?x?x64xf32> {
   %y = tessel.moe_experts %b, %rw, %ri, %e, %u, %d : (tensor<?x?x64xf32>, tensor<?x?x2xf32>, tensor<?x?x2xi32>, tensor<4x8x64xf32>, tensor<4x8x64xf32>, tensor<4x64x8xf32>) -> tensor<?x?x64xf32>
   return %y : tensor<?x?x64xf32>
 }
+
+// -----
+
+// A fusion becomes one "fusion" launch that carries the group as its body; only its
+// results get buffers.
+// CHECK-LABEL: func.func @fusion
+// CHECK-SAME: (%[[H:.*]]: memref<?x?x64xf32>, %[[X:.*]]: memref<?x?x64xf32>)
+// CHECK: %[[W:.*]] = tessel_exec.weight "w" : memref<64xf32>
+// CHECK: %[[S:.*]] = tessel_exec.alloc : memref<?x?x64xf32>
+// CHECK: %[[N:.*]] = tessel_exec.alloc : memref<?x?x64xf32>
+// CHECK-NOT: tessel_exec.alloc
+// CHECK: tessel_exec.launch "fusion" ins(%[[H]], %[[X]], %[[W]] : memref<?x?x64xf32>, memref<?x?x64xf32>, memref<64xf32>) outs(%[[S]], %[[N]] : memref<?x?x64xf32>, memref<?x?x64xf32>) {kind = "residual_rms_norm"} body {
+// CHECK-NEXT: ^bb0(%{{.*}}: tensor<?x?x64xf32>, %{{.*}}: tensor<?x?x64xf32>, %{{.*}}: tensor<64xf32>):
+// CHECK: tessel.add
+// CHECK: tessel.rms_norm
+// CHECK: tessel.yield
+// CHECK: return %[[S]], %[[N]]
+func.func @fusion(%h: tensor<?x?x64xf32>, %x: tensor<?x?x64xf32>) -> (tensor<?x?x64xf32>, tensor<?x?x64xf32>) {
+  %w = tessel.param "w" : tensor<64xf32>
+  %s, %n = tessel.fusion "residual_rms_norm"(%h, %x, %w : tensor<?x?x64xf32>, tensor<?x?x64xf32>, tensor<64xf32>)
+      -> (tensor<?x?x64xf32>, tensor<?x?x64xf32>) {
+  ^bb0(%a: tensor<?x?x64xf32>, %b: tensor<?x?x64xf32>, %g: tensor<64xf32>):
+    %0 = tessel.add %a, %b : tensor<?x?x64xf32>
+    %1 = tessel.rms_norm %0, %g {epsilon = 1.0e-05 : f64} : (tensor<?x?x64xf32>, tensor<64xf32>) -> tensor<?x?x64xf32>
+    tessel.yield %0, %1 : tensor<?x?x64xf32>, tensor<?x?x64xf32>
+  }
+  return %s, %n : tensor<?x?x64xf32>, tensor<?x?x64xf32>
+}

@@ -62,3 +62,33 @@ func.func @views(%x: memref<?x?x64xf32>, %w: memref<2x64xf32>) -> memref<?x?x2xf
   tessel_exec.launch "neg" ins(%v : memref<?x?x4x16xf32>) outs(%c : memref<?x?x4x16xf32>)
   return %b : memref<?x?x2xf32>
 }
+
+// -----
+
+// A fusion reads each row of its inputs before it writes that row of any output, so each
+// of its outputs may take over a different dying input: the sum takes %a's bytes and the
+// normalized value %b's; the peak stays two buffers.
+// CHECK-LABEL: func.func @fusion_in_place
+// CHECK-SAME: tessel_exec.arena_bytes_per_token = 512
+// expected-remark @+1 {{@fusion_in_place arena: 512 bytes per token}}
+func.func @fusion_in_place(%x: memref<?x?x64xf32>, %w: memref<64x64xf32>, %g: memref<64xf32>)
+    -> (memref<?x?x64xf32>, memref<?x?x64xf32>) {
+  // CHECK: tessel_exec.alloc {offset = [[OA:[0-9]+]] : i64}
+  %a = tessel_exec.alloc : memref<?x?x64xf32>
+  tessel_exec.launch "matmul" ins(%x, %w : memref<?x?x64xf32>, memref<64x64xf32>) outs(%a : memref<?x?x64xf32>)
+  // CHECK: tessel_exec.alloc {offset = [[OB:[0-9]+]] : i64}
+  %b = tessel_exec.alloc : memref<?x?x64xf32>
+  tessel_exec.launch "matmul" ins(%x, %w : memref<?x?x64xf32>, memref<64x64xf32>) outs(%b : memref<?x?x64xf32>)
+  // CHECK: tessel_exec.alloc {offset = [[OA]] : i64}
+  // CHECK: tessel_exec.alloc {offset = [[OB]] : i64}
+  %s = tessel_exec.alloc : memref<?x?x64xf32>
+  %n = tessel_exec.alloc : memref<?x?x64xf32>
+  tessel_exec.launch "fusion" ins(%a, %b, %g : memref<?x?x64xf32>, memref<?x?x64xf32>, memref<64xf32>)
+      outs(%s, %n : memref<?x?x64xf32>, memref<?x?x64xf32>) {kind = "residual_rms_norm"} body {
+  ^bb0(%p: tensor<?x?x64xf32>, %q: tensor<?x?x64xf32>, %r: tensor<64xf32>):
+    %0 = tessel.add %p, %q : tensor<?x?x64xf32>
+    %1 = tessel.rms_norm %0, %r {epsilon = 1.0e-05 : f64} : (tensor<?x?x64xf32>, tensor<64xf32>) -> tensor<?x?x64xf32>
+    tessel.yield %0, %1 : tensor<?x?x64xf32>, tensor<?x?x64xf32>
+  }
+  return %s, %n : memref<?x?x64xf32>, memref<?x?x64xf32>
+}

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/base/status.h"
@@ -347,14 +348,16 @@ TEST(PlanCorruptionTest, WrongIdentifierSaysWhatWasFound) {
 
 TEST(PlanCorruptionTest, NewerMajorVersionNamesBothVersions) {
   TempDir dir;
-  testing::WriteToyArtifact(BuildToyArtifact({.major = 2}), dir.path());
+  testing::WriteToyArtifact(BuildToyArtifact({.major = 2, .minor = 0}), dir.path());
   auto artifact = LoadArtifact(dir.path());
   ASSERT_FALSE(artifact.ok());
   EXPECT_EQ(artifact.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(artifact.status().message()),
-              HasSubstr("plan format 2.0 is newer than this runtime's 1.0; "
-                        "rebuild the artifact "
-                        "or update tessel"));
+              HasSubstr(absl::StrCat("plan format 2.0 is newer than this "
+                                     "runtime's 1.",
+                                     plan_format::kMinor, "; ")));
+  EXPECT_THAT(std::string(artifact.status().message()),
+              HasSubstr("rebuild the artifact or update tessel"));
   EXPECT_THAT(std::string(artifact.status().message()), HasSubstr("plan.tsl"));
 }
 
@@ -366,8 +369,63 @@ TEST(PlanCorruptionTest, NewerMinorVersionIsRejected) {
               HasSubstr("is newer than this runtime's"));
 }
 
+// Format 1.1: a Fused instruction runs its op program on the CPU with the same
+// numerics as the unfused ops.
+TEST(FusedPlanTest, FusedProgramComputesTheUnfusedLogits) {
+  const testing::ToyArtifact toy = BuildToyArtifact({.fused_norm = true});
+  auto artifact = FromMemory(toy.plan, toy.weights);
+  ASSERT_TRUE(artifact.ok()) << artifact.status();
+  auto model = cpu::CpuModel::Create(std::move(*artifact));
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto session = cpu::CpuSession::Create(std::move(*model));
+  ASSERT_TRUE(session.ok()) << session.status();
+  const std::vector<int32_t> ids = {3, 1};
+  ASSERT_TRUE((*session)->Prefill(ids).ok());
+  ExpectRow((*session)->logits(), 0, testing::ToyDenseLogits(3));
+  ExpectRow((*session)->logits(), 1, testing::ToyDenseLogits(1));
+}
+
+// More rows than one block of the CPU's fused evaluation (16K elements): every
+// block gets the same logits.
+TEST(FusedPlanTest, LongPromptsRunInBlocksOfRows) {
+  const int64_t tokens = 4500;  // rows of 4 elements: two blocks and a part
+  const testing::ToyArtifact toy =
+      BuildToyArtifact({.context = tokens, .fused_norm = true});
+  auto artifact = FromMemory(toy.plan, toy.weights);
+  ASSERT_TRUE(artifact.ok()) << artifact.status();
+  auto model = cpu::CpuModel::Create(std::move(*artifact), {.threads = 1});
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto session = cpu::CpuSession::Create(std::move(*model));
+  ASSERT_TRUE(session.ok()) << session.status();
+  std::vector<int32_t> ids(tokens);
+  for (int64_t i = 0; i < tokens; ++i) ids[i] = static_cast<int32_t>((i * 7 + 3) % 5);
+  ASSERT_TRUE((*session)->Prefill(ids).ok());
+  for (int64_t row : {int64_t{0}, int64_t{4095}, int64_t{4096}, int64_t{4099}, tokens - 1})
+    ExpectRow((*session)->logits(), row, testing::ToyDenseLogits(ids[row]));
+}
+
+TEST(FusedPlanTest, KernelIndexOutOfRangeIsRejected) {
+  const absl::Status status = VerifyPlan(
+      BuildToyArtifact({.fused_norm = true, .fused_kernel = 0}).plan);
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("uses kernel #0 of 0"));
+}
+
+TEST(FusedPlanTest, ProgramOperandOutOfRangeIsRejected) {
+  // The norm (op #1, program value #3) may read values #0..#2 only.
+  for (uint32_t operand : {3u, 7u, 0xffffffffu - 1}) {
+    const absl::Status status = VerifyPlan(
+        BuildToyArtifact({.fused_norm = true, .fused_norm_input = operand})
+            .plan);
+    EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+    EXPECT_THAT(std::string(status.message()),
+                HasSubstr("fused op #1 operand #0 is program value"));
+  }
+}
+
 TEST(PlanCorruptionTest, OlderMajorVersionIsRejected) {
-  const absl::Status status = VerifyPlan(BuildToyArtifact({.major = 0}).plan);
+  const absl::Status status =
+      VerifyPlan(BuildToyArtifact({.major = 0, .minor = 0}).plan);
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(status.message()),
               HasSubstr("plan format 0.0 is older"));
@@ -517,6 +575,18 @@ TEST(PlanFuzzSeeds, ToyPlansVerifyAndCanBeWritten) {
     WriteFile(std::string(dir) + "/toy_dense.tsl", dense.plan);
     WriteFile(std::string(dir) + "/toy_attention.tsl", attention.plan);
   }
+}
+
+// A seed of format 1.1 with a Fused instruction (toy_dense.tsl and
+// toy_attention.tsl stay frozen plans of format 1.0): write it with
+//   TESSEL_WRITE_FUZZ_SEEDS=tests/fuzz/corpus/plan plan_loader_test
+//   --gtest_filter='PlanFuzzSeeds.FusedToyPlan'
+TEST(PlanFuzzSeeds, FusedToyPlan) {
+  const ToyArtifact fused = BuildToyArtifact({.fused_norm = true});
+  ASSERT_TRUE(VerifyPlan(fused.plan).ok());
+  EXPECT_EQ(fused.weights, BuildToyArtifact().weights);
+  if (const char* dir = std::getenv("TESSEL_WRITE_FUZZ_SEEDS"))
+    WriteFile(std::string(dir) + "/toy_fused.tsl", fused.plan);
 }
 
 }  // namespace

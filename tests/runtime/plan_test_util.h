@@ -52,6 +52,11 @@ struct ToyOptions {
   // Dense toy only: Cast the normed activations to this dtype before the head
   // (F32: no cast).
   plan::DType cast_normed_to = plan::DType::F32;
+  // Dense toy only: run the norm as a Fused instruction (format 1.1) whose program
+  // is rms_norm(scale(x, 1.0)), which computes the same logits.
+  bool fused_norm = false;
+  int32_t fused_kernel = -1;           // the Fused instruction's kernel index
+  uint32_t fused_norm_input = UINT32_MAX;  // override the norm's program operand
 };
 
 // Deterministic weights, exactly representable in bf16 (multiples of 1/16,
@@ -193,9 +198,29 @@ inline ToyArtifact BuildToyArtifact(const ToyOptions& options = {}) {
       }
       instructions.push_back(
           instruction(OpCode::Embedding, {0, 2}, {5}, Attrs::NONE, 0));
-      instructions.push_back(
-          instruction(OpCode::RMSNorm, {5, 3}, {6}, Attrs::NormAttrs,
-                      CreateNormAttrs(builder, kToyEpsilon).Union()));
+      if (options.fused_norm) {
+        // Program values: 0 hidden, 1 norm weight, 2 scaled, 3 normed.
+        std::vector<uint32_t> scale_operands = {0};
+        std::vector<uint32_t> norm_operands = {
+            options.fused_norm_input != UINT32_MAX ? options.fused_norm_input
+                                                   : 2u,
+            1};
+        std::vector<fb::Offset<FusedOp>> ops = {
+            CreateFusedOpDirect(builder, OpCode::Scale, &scale_operands, 1.0),
+            CreateFusedOpDirect(builder, OpCode::RMSNorm, &norm_operands,
+                                kToyEpsilon)};
+        std::vector<uint32_t> program_results = {3};
+        auto program =
+            CreateFusedProgramDirect(builder, &ops, &program_results, H);
+        std::vector<uint32_t> operands = {5, 3}, results = {6};
+        instructions.push_back(CreateInstructionDirect(
+            builder, OpCode::Fused, &operands, &results, Attrs::NONE, 0,
+            options.fused_kernel, program));
+      } else {
+        instructions.push_back(
+            instruction(OpCode::RMSNorm, {5, 3}, {6}, Attrs::NormAttrs,
+                        CreateNormAttrs(builder, kToyEpsilon).Union()));
+      }
       if (head_input == 8) {
         instructions.push_back(
             instruction(OpCode::Cast, {6}, {8}, Attrs::NONE, 0));

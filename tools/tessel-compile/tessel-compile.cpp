@@ -3,6 +3,7 @@
 // or prints its tessel IR at some stage.
 // SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
 //===----------------------------------------------------------------------===//
+#include "compiler/codegen/FusionCodegen.h"
 #include "compiler/emit/Artifact.h"
 #include "compiler/import/Importer.h"
 #include "passes/Passes.h"
@@ -17,6 +18,7 @@
 #include "llvm/Support/WithColor.h"
 
 #include <chrono>
+#include <optional>
 
 namespace cl = llvm::cl;
 
@@ -27,7 +29,7 @@ cl::opt<std::string> inputPath(cl::Positional, cl::Required,
                                cl::desc("<checkpoint: Hugging Face directory or .gguf file>"),
                                cl::cat(category));
 
-enum class EmitKind { Artifact, MLIR, Exec, Config };
+enum class EmitKind { Artifact, MLIR, Exec, Cuda, Config };
 cl::opt<EmitKind> emit(
     "emit",
     cl::desc("What to produce (default: an artifact with -o DIR, else --emit=mlir on stdout)"),
@@ -36,6 +38,8 @@ cl::opt<EmitKind> emit(
                clEnumValN(EmitKind::MLIR, "mlir", "the imported tessel module (prefill + decode)"),
                clEnumValN(EmitKind::Exec, "exec",
                           "the lowered, memory-planned tessel_exec module"),
+               clEnumValN(EmitKind::Cuda, "cuda",
+                          "the CUDA C++ of the generated (fused) kernels"),
                clEnumValN(EmitKind::Config, "config",
                           "the architecture read from the checkpoint")),
     cl::cat(category));
@@ -60,6 +64,13 @@ cl::opt<int64_t> maxContext("max-context",
                             cl::desc("KV cache capacity in tokens (default: the model's "
                                      "max_position_embeddings)"),
                             cl::init(0), cl::cat(category));
+
+cl::opt<std::string> gpuArch(
+    "gpu-arch",
+    cl::desc("GPU architectures of the generated kernels: a comma list of sm_XY[a] (cubin "
+             "for each, plus PTX of the lowest for newer GPUs), or 'none' for a CPU-only "
+             "plan"),
+    cl::value_desc("sm_90a,sm_80|none"), cl::init("sm_90a"), cl::cat(category));
 
 cl::opt<bool> verbose("v", cl::desc("Report what was read and how long it took"),
                       cl::cat(category));
@@ -99,7 +110,7 @@ int main(int argc, char **argv) {
       argc, argv,
       "tessel-compile: compile a transformer checkpoint\n\n"
       "  tessel-compile <hf-dir | model.gguf> -o <artifact-dir>\n"
-      "  tessel-compile <hf-dir | model.gguf> --emit=mlir|exec|config [-o file]\n\n"
+      "  tessel-compile <hf-dir | model.gguf> --emit=mlir|exec|cuda|config [-o file]\n\n"
       "Supported model types: llama, mistral, qwen2, mixtral, deepseek_v2, deepseek_v3 "
       "(Hugging Face);\nllama, qwen2 (GGUF).\n");
   auto start = std::chrono::steady_clock::now();
@@ -149,8 +160,37 @@ int main(int argc, char **argv) {
       return fail("the compile pipeline failed (see the diagnostics above)");
     report("lowered and planned");
   }
+  // Fused groups become CUDA kernels, compiled for --gpu-arch unless it is 'none'.
+  std::optional<::tessel::codegen::GpuCode> gpuCode;
+  if (kind == EmitKind::Cuda || kind == EmitKind::Artifact) {
+    auto archs = ::tessel::codegen::parseGpuArchs(gpuArch);
+    if (!archs)
+      return fail(llvm::toString(archs.takeError()));
+    if (kind == EmitKind::Cuda || !archs->empty()) {
+      auto code = ::tessel::codegen::generateFusionKernels(module);
+      if (!code)
+        return fail(llvm::toString(code.takeError()));
+      gpuCode = std::move(*code);
+    }
+    if (kind == EmitKind::Artifact && gpuCode) {
+      if (llvm::Error error = ::tessel::codegen::compileWithNvrtc(*gpuCode, *archs))
+        return fail(llvm::toString(std::move(error)));
+      report("compiled " + std::to_string(gpuCode->kernels.size()) +
+             " generated kernels for " + gpuArch);
+    }
+  }
+  if (kind == EmitKind::Cuda) {
+    std::string errorMessage;
+    auto output = mlir::openOutputFile(outputPath, &errorMessage);
+    if (!output)
+      return fail(errorMessage);
+    output->os() << gpuCode->source;
+    output->keep();
+    return 0;
+  }
   if (kind == EmitKind::Artifact) {
     ::tessel::emit::ArtifactOptions artifact;
+    artifact.gpu_code = gpuCode ? &*gpuCode : nullptr;
     artifact.output_dir = outputPath;
     artifact.checkpoint_path = inputPath;
     artifact.progress = !quiet;

@@ -660,3 +660,77 @@ LogicalResult RecvOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
 
 #define GET_OP_CLASSES
 #include "dialects/tessel/IR/TesselOps.cpp.inc"
+
+//===----------------------------------------------------------------------===//
+// Fusion
+//===----------------------------------------------------------------------===//
+
+bool FusionOp::isFusible(Operation *op) {
+  return isa<AddOp, SubOp, MulOp, DivOp, MaxOp, SiluOp, SigmoidOp, ReluOp, ExpOp, TanhOp,
+             NegOp, GeluOp, ScaleOp, CastOp, RMSNormOp>(op);
+}
+
+YieldOp FusionOp::getYield() { return cast<YieldOp>(getBody().front().getTerminator()); }
+
+int64_t FusionOp::getRowSize() {
+  return cast<RankedTensorType>(getResult(0).getType()).getShape().back();
+}
+
+LogicalResult FusionOp::verify() {
+  if (getResults().empty())
+    return emitOpError() << "must return at least one value";
+  Block &body = getBody().front();
+  if (body.getNumArguments() != getInputs().size())
+    return emitOpError() << "has " << getInputs().size() << " inputs but its body takes "
+                         << body.getNumArguments() << " arguments";
+  for (auto [i, input, arg] : llvm::enumerate(getInputs(), body.getArguments()))
+    if (input.getType() != arg.getType())
+      return emitOpError() << "input #" << i << " has type " << input.getType()
+                           << " but body argument #" << i << " has type " << arg.getType();
+  auto yield = dyn_cast<YieldOp>(body.getTerminator());
+  if (!yield)
+    return emitOpError() << "body must end with tessel.yield";
+  if (yield.getValues().getTypes() != getResultTypes())
+    return emitOpError() << "yields " << yield.getValues().size()
+                         << " values whose types differ from the results";
+  // One shape for every full value; inputs may also be a vector of the last dimension.
+  auto shape = cast<RankedTensorType>(getResult(0).getType()).getShape();
+  if (shape.empty() || ShapedType::isDynamic(shape.back()))
+    return emitOpError() << "results need a static last dimension";
+  auto fullShape = [&](Type type) { return cast<ShapedType>(type).getShape() == shape; };
+  for (Type type : getResultTypes())
+    if (!fullShape(type))
+      return emitOpError() << "results must all have one shape";
+  for (Type type : getInputs().getTypes()) {
+    auto s = cast<ShapedType>(type).getShape();
+    if (!fullShape(type) && !(s.size() == 1 && s[0] == shape.back()))
+      return emitOpError() << "input of type " << type << " is neither of the result shape "
+                           << "nor a vector of its last dimension";
+  }
+  int norms = 0;
+  for (Operation &op : body.without_terminator()) {
+    if (!isFusible(&op))
+      return emitOpError() << "body holds '" << op.getName() << "', which cannot be fused";
+    if (isa<RMSNormOp>(op) && ++norms > 1)
+      return emitOpError() << "body holds more than one rms_norm";
+    if (!fullShape(op.getResult(0).getType()))
+      return emitOpError() << "body value of type " << op.getResult(0).getType()
+                           << " does not have the group's shape";
+    for (Value operand : op.getOperands()) {
+      // Vectors (the norm weight) are only read as the weight of the rms_norm.
+      if (!fullShape(operand.getType()) &&
+          !(isa<RMSNormOp>(op) && operand == cast<RMSNormOp>(op).getWeight()))
+        return emitOpError() << "body op '" << op.getName()
+                             << "' reads a vector operand other than a norm weight";
+    }
+  }
+  return success();
+}
+
+LogicalResult YieldOp::verify() {
+  Operation *parent = (*this)->getParentOp();
+  if (!isa_and_nonnull<FusionOp>(parent) &&
+      !(parent && parent->getName().getStringRef() == "tessel_exec.launch"))
+    return emitOpError() << "must end the body of a tessel.fusion";
+  return success();
+}

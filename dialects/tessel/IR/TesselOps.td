@@ -646,4 +646,65 @@ def Tessel_RecvOp : Tessel_CollectiveOp<"recv"> {
   let assemblyFormat = "`on` $mesh $mesh_axes attr-dict `:` type($result)";
 }
 
+//===----------------------------------------------------------------------===//
+// Fusion
+//===----------------------------------------------------------------------===//
+
+def Tessel_FusionOp : Tessel_Op<"fusion", [Pure, IsolatedFromAbove, SingleBlock]> {
+  let summary = "A group of elementwise ops (and at most one rms_norm) run as one kernel";
+  let description = [{
+    Made by `--tessel-fuse`. The body computes the results from the block arguments
+    (one per input, same types) with elementwise ops (`add`, `sub`, `mul`, `div`, `max`,
+    `silu`, `sigmoid`, `relu`, `exp`, `tanh`, `neg`, `gelu`, `scale`, `cast`) over one
+    shape and at most one `rms_norm` over its last dimension; `tessel.yield` names the
+    values that leave the group. Inputs are either of the group's shape or a vector of
+    its last dimension (the norm weight). Values inside the body never get a buffer: the
+    generated kernel keeps them in registers. `kind` names the pattern for readers
+    (`elementwise`, `residual_rms_norm`, `swiglu`, ...); it does not change semantics.
+
+    ```mlir
+    %sum, %normed = tessel.fusion "residual_rms_norm"
+        (%h, %attn, %w : tensor<?x?x64xbf16>, tensor<?x?x64xbf16>, tensor<64xbf16>)
+        -> (tensor<?x?x64xbf16>, tensor<?x?x64xbf16>) {
+    ^bb0(%a: tensor<?x?x64xbf16>, %b: tensor<?x?x64xbf16>, %g: tensor<64xbf16>):
+      %s = tessel.add %a, %b : tensor<?x?x64xbf16>
+      %n = tessel.rms_norm %s, %g {epsilon = 1.0e-05 : f64}
+          : (tensor<?x?x64xbf16>, tensor<64xbf16>) -> tensor<?x?x64xbf16>
+      tessel.yield %s, %n : tensor<?x?x64xbf16>, tensor<?x?x64xbf16>
+    }
+    ```
+  }];
+  let arguments = (ins StrAttr:$kind, Variadic<Tessel_FloatTensor>:$inputs);
+  let results = (outs Variadic<Tessel_FloatTensor>:$results);
+  let regions = (region SizedRegion<1>:$body);
+  let assemblyFormat = [{
+    $kind `(` $inputs `:` type($inputs) `)` `->` `(` type($results) `)` $body attr-dict
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// The terminator of the body.
+    YieldOp getYield();
+    /// The last dimension every input and result shares (the row of a norm).
+    int64_t getRowSize();
+    /// Whether `op` may be part of a fusion body: an elementwise op of the list above
+    /// or an rms_norm.
+    static bool isFusible(::mlir::Operation *op);
+  }];
+}
+
+def Tessel_YieldOp : Tessel_Op<"yield", [Pure, Terminator]> {
+  let summary = "The values a tessel.fusion group returns";
+  let description = [{
+    Ends the body of a `tessel.fusion` (or of the `tessel_exec.launch "fusion"` it is
+    lowered to).
+
+    ```mlir
+    tessel.yield %s, %n : tensor<?x?x64xbf16>, tensor<?x?x64xbf16>
+    ```
+  }];
+  let arguments = (ins Variadic<Tessel_FloatTensor>:$values);
+  let assemblyFormat = "($values^ `:` type($values))? attr-dict";
+  let hasVerifier = 1;
+}
+
 #endif // TESSEL_OPS_TD

@@ -66,6 +66,27 @@ LogicalResult LaunchOp::verify() {
     return emitOpError() << "needs a kernel name";
   if (getOuts().empty())
     return emitOpError() << "writes no output";
+  if (getBody().empty()) {
+    if (getKernel() == "fusion")
+      return emitOpError() << "of a fusion needs a body";
+    return success();
+  }
+  if (getKernel() != "fusion")
+    return emitOpError() << "has a body but its kernel is not \"fusion\"";
+  Block &body = getBody().front();
+  if (body.getNumArguments() != getIns().size())
+    return emitOpError() << "has " << getIns().size() << " inputs but its body takes "
+                         << body.getNumArguments() << " arguments";
+  for (auto [i, in, arg] : llvm::enumerate(getIns(), body.getArguments())) {
+    auto memref = cast<MemRefType>(in.getType());
+    auto tensor = dyn_cast<RankedTensorType>(arg.getType());
+    if (!tensor || tensor.getShape() != memref.getShape() ||
+        tensor.getElementType() != memref.getElementType())
+      return emitOpError() << "body argument #" << i << " does not match input type "
+                           << memref;
+  }
+  if (body.empty() || body.back().getNumOperands() != getOuts().size())
+    return emitOpError() << "body must yield one value per output";
   return success();
 }
 

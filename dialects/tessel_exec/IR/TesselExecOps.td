@@ -87,13 +87,26 @@ def TesselExec_LaunchOp : TesselExec_Op<"launch", [AttrSizedOperandSegments]> {
     the remaining attributes are that op's attributes. Outputs are written in full; a
     KV cache written in place appears in `outs`.
 
+    A `"fusion"` launch (from `tessel.fusion`) carries the group as its `body`: the
+    tessel ops over one tensor argument per input, yielding one value per output. The
+    plan emitter writes the body as the instruction's op program, and the compiler
+    generates a CUDA kernel for it (`tessel_exec.kernel_index` names it in Plan.kernels).
+
     ```mlir
     tessel_exec.launch "rms_norm" ins(%x, %w : memref<?x?x64xf32>, memref<64xf32>)
         outs(%0 : memref<?x?x64xf32>) {epsilon = 1.0e-05 : f64}
+    tessel_exec.launch "fusion" ins(%g, %u : memref<?x?x128xf32>, memref<?x?x128xf32>)
+        outs(%1 : memref<?x?x128xf32>) {kind = "swiglu"} body {
+    ^bb0(%a: tensor<?x?x128xf32>, %b: tensor<?x?x128xf32>):
+      %s = tessel.silu %a : tensor<?x?x128xf32>
+      %m = tessel.mul %s, %b : tensor<?x?x128xf32>
+      tessel.yield %m : tensor<?x?x128xf32>
+    }
     ```
   }];
   let arguments = (ins StrAttr:$kernel, Variadic<AnyMemRef>:$ins, Variadic<AnyMemRef>:$outs);
-  let assemblyFormat = "$kernel `ins` `(` $ins `:` type($ins) `)` `outs` `(` $outs `:` type($outs) `)` attr-dict";
+  let regions = (region AnyRegion:$body);
+  let assemblyFormat = "$kernel `ins` `(` $ins `:` type($ins) `)` `outs` `(` $outs `:` type($outs) `)` attr-dict (`body` $body^)?";
   let hasVerifier = 1;
 }
 

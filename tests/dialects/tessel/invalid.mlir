@@ -959,3 +959,51 @@ func.func @qtensor_rank() {
   %0 = tessel.param "w" : !tessel.qtensor<i8, per_tensor, scale = f32>
   return
 }
+
+// -----
+
+func.func @fusion_matmul(%x: tensor<?x?x64xf32>) -> tensor<?x?x64xf32> {
+  // expected-error @+1 {{body holds 'tessel.softmax', which cannot be fused}}
+  %0 = tessel.fusion "elementwise"(%x : tensor<?x?x64xf32>) -> (tensor<?x?x64xf32>) {
+  ^bb0(%a: tensor<?x?x64xf32>):
+    %m = tessel.softmax %a : tensor<?x?x64xf32>
+    tessel.yield %m : tensor<?x?x64xf32>
+  }
+  return %0 : tensor<?x?x64xf32>
+}
+
+// -----
+
+func.func @fusion_two_norms(%x: tensor<?x?x64xf32>, %w: tensor<64xf32>) -> tensor<?x?x64xf32> {
+  // expected-error @+1 {{body holds more than one rms_norm}}
+  %0 = tessel.fusion "rms_norm"(%x, %w : tensor<?x?x64xf32>, tensor<64xf32>) -> (tensor<?x?x64xf32>) {
+  ^bb0(%a: tensor<?x?x64xf32>, %g: tensor<64xf32>):
+    %n = tessel.rms_norm %a, %g {epsilon = 1.0e-05 : f64} : (tensor<?x?x64xf32>, tensor<64xf32>) -> tensor<?x?x64xf32>
+    %m = tessel.rms_norm %n, %g {epsilon = 1.0e-05 : f64} : (tensor<?x?x64xf32>, tensor<64xf32>) -> tensor<?x?x64xf32>
+    tessel.yield %m : tensor<?x?x64xf32>
+  }
+  return %0 : tensor<?x?x64xf32>
+}
+
+// -----
+
+func.func @fusion_vector_operand(%x: tensor<?x?x64xf32>, %w: tensor<32xf32>) -> tensor<?x?x64xf32> {
+  // expected-error @+1 {{input of type 'tensor<32xf32>' is neither of the result shape nor a vector of its last dimension}}
+  %0 = tessel.fusion "elementwise"(%x, %w : tensor<?x?x64xf32>, tensor<32xf32>) -> (tensor<?x?x64xf32>) {
+  ^bb0(%a: tensor<?x?x64xf32>, %g: tensor<32xf32>):
+    tessel.yield %a : tensor<?x?x64xf32>
+  }
+  return %0 : tensor<?x?x64xf32>
+}
+
+// -----
+
+func.func @fusion_yield_types(%x: tensor<?x?x64xf32>) -> tensor<?x?x64xbf16> {
+  // expected-error @+1 {{yields 1 values whose types differ from the results}}
+  %0 = tessel.fusion "elementwise"(%x : tensor<?x?x64xf32>) -> (tensor<?x?x64xbf16>) {
+  ^bb0(%a: tensor<?x?x64xf32>):
+    %s = tessel.silu %a : tensor<?x?x64xf32>
+    tessel.yield %s : tensor<?x?x64xf32>
+  }
+  return %0 : tensor<?x?x64xbf16>
+}

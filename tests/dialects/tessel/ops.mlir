@@ -173,3 +173,20 @@ func.func @mla_and_moe(%qn: tensor<?x?x4x16xbf16>, %qr: tensor<?x?x4x8xbf16>, %l
          tensor<8x32x64xbf16>, tensor<8x64x32xbf16>) -> tensor<?x?x64xbf16>
   return %o, %y : tensor<?x?x4x24xbf16>, tensor<?x?x64xbf16>
 }
+
+// -----
+
+// CHECK-LABEL: func.func @fusion
+func.func @fusion(%h: tensor<?x?x64xbf16>, %x: tensor<?x?x64xbf16>, %w: tensor<64xbf16>)
+    -> (tensor<?x?x64xbf16>, tensor<?x?x64xbf16>) {
+  // CHECK: tessel.fusion "residual_rms_norm"(%{{.*}}, %{{.*}}, %{{.*}} : tensor<?x?x64xbf16>, tensor<?x?x64xbf16>, tensor<64xbf16>) -> (tensor<?x?x64xbf16>, tensor<?x?x64xbf16>) {
+  // CHECK: tessel.yield %{{.*}}, %{{.*}} : tensor<?x?x64xbf16>, tensor<?x?x64xbf16>
+  %s, %n = tessel.fusion "residual_rms_norm"(%h, %x, %w : tensor<?x?x64xbf16>, tensor<?x?x64xbf16>, tensor<64xbf16>)
+      -> (tensor<?x?x64xbf16>, tensor<?x?x64xbf16>) {
+  ^bb0(%a: tensor<?x?x64xbf16>, %b: tensor<?x?x64xbf16>, %g: tensor<64xbf16>):
+    %0 = tessel.add %a, %b : tensor<?x?x64xbf16>
+    %1 = tessel.rms_norm %0, %g {epsilon = 1.0e-05 : f64} : (tensor<?x?x64xbf16>, tensor<64xbf16>) -> tensor<?x?x64xbf16>
+    tessel.yield %0, %1 : tensor<?x?x64xbf16>, tensor<?x?x64xbf16>
+  }
+  return %s, %n : tensor<?x?x64xbf16>, tensor<?x?x64xbf16>
+}

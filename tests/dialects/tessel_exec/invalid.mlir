@@ -51,6 +51,6 @@ func.func @launch_name(%a: memref<?x?x64xf32>) {
 
 func.func @launch_outputs(%a: memref<?x?x64xf32>) {
   // expected-error @+1 {{writes no output}}
-  "tessel_exec.launch"(%a) <{kernel = "silu", operandSegmentSizes = array<i32: 1, 0>}> : (memref<?x?x64xf32>) -> ()
+  "tessel_exec.launch"(%a) <{kernel = "silu", operandSegmentSizes = array<i32: 1, 0>}> ({}) : (memref<?x?x64xf32>) -> ()
   return
 }
