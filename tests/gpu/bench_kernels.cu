@@ -9,6 +9,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <functional>
@@ -267,27 +268,41 @@ int Main() {
     cudaFree(workspace);
   }
 
-  // Prefill attention: 2048-token prompt, Llama-3-8B layer (causal FLOPs).
-  {
-    const int64_t seq = 2048, heads = 32, kv_heads = 8, dim = 128;
-    bf16* q = RandomDevice(seq * heads * dim);
-    bf16* k = RandomDevice(seq * kv_heads * dim);
-    bf16* v = RandomDevice(seq * kv_heads * dim);
-    bf16* out = RandomDevice(seq * heads * dim);
-    std::vector<int32_t> positions(seq);
-    for (int64_t s = 0; s < seq; ++s) positions[s] = static_cast<int32_t>(s);
+  // Prefill attention, causal. FLOPs counted as 4 * seq^2 / 2 * heads * head_dim (Q K^T and
+  // P V, 2 FLOPs per multiply-add, half the score matrix under causality; the diagonal's
+  // extra seq * heads * head_dim * 2 is left out), the count FlashAttention's benchmarks use.
+  struct PrefillShape {
+    int64_t batch, seq, heads, kv_heads, dim;
+  };
+  for (const PrefillShape& p : std::vector<PrefillShape>{{1, 2048, 32, 8, 128},
+                                                         {1, 2048, 32, 8, 64},
+                                                         {1, 2048, 16, 4, 256},
+                                                         {4, 2048, 32, 8, 128},
+                                                         {1, 8192, 32, 8, 128}}) {
+    const int64_t q_elems = p.batch * p.seq * p.heads * p.dim;
+    const int64_t kv_elems = p.batch * p.seq * p.kv_heads * p.dim;
+    bf16* q = RandomDevice(q_elems);
+    bf16* k = RandomDevice(kv_elems);
+    bf16* v = RandomDevice(kv_elems);
+    bf16* out = RandomDevice(q_elems);
+    std::vector<int32_t> positions(p.batch * p.seq);
+    for (int64_t i = 0; i < p.batch * p.seq; ++i) positions[i] = static_cast<int32_t>(i % p.seq);
     int32_t* pos_d = nullptr;
-    CHECK_CUDA(cudaMalloc(&pos_d, seq * sizeof(int32_t)));
-    CHECK_CUDA(cudaMemcpy(pos_d, positions.data(), seq * sizeof(int32_t), cudaMemcpyHostToDevice));
+    CHECK_CUDA(cudaMalloc(&pos_d, positions.size() * sizeof(int32_t)));
+    CHECK_CUDA(cudaMemcpy(pos_d, positions.data(), positions.size() * sizeof(int32_t),
+                          cudaMemcpyHostToDevice));
     AttentionKernelParams params;
-    params.scale = 0.08838834764f;
+    params.scale = 1.0f / std::sqrt(static_cast<float>(p.dim));
     const double us = TimeUs(1, [&](int) {
-      CHECK_OK(LaunchAttentionPrefill(q, k, v, pos_d, 1, seq, heads, seq, kv_heads, dim, params,
-                                      out, g_stream));
+      CHECK_OK(LaunchAttentionPrefill(q, k, v, pos_d, p.batch, p.seq, p.heads, p.seq,
+                                      p.kv_heads, p.dim, params, out, g_stream));
     });
-    rows.push_back({"attention_prefill", "2048 tok 32/8x128 causal", us,
-                    2.0 * (2 * seq * heads * dim + 2 * seq * kv_heads * dim),
-                    2.0 * seq * seq * heads * dim});
+    std::string shape = std::to_string(p.seq) + " tok " + std::to_string(p.heads) + "/" +
+                        std::to_string(p.kv_heads) + "x" + std::to_string(p.dim) + " causal";
+    if (p.batch > 1) shape = "b" + std::to_string(p.batch) + " " + shape;
+    rows.push_back({"attention_prefill", shape, us,
+                    2.0 * (2 * q_elems + 2 * kv_elems),
+                    4.0 * p.batch * p.seq * p.seq / 2 * p.heads * p.dim});
     cudaFree(q);
     cudaFree(k);
     cudaFree(v);
