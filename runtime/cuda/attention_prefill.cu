@@ -6,34 +6,41 @@
 // Cost: 4 * visible_keys * head_dim FLOPs per (query, head) on the tensor cores, plus one
 // exp2 per score on the SFU; K and V are read from L2 once per 128-query tile.
 //
-// Design (head_dim = D):
-// - Grid: one CTA per (128-query tile, head, batch), flattened into blockIdx.x with the
-//   query tile slowest and reversed, so that the latest tiles (the most keys under
-//   causality) start first and the short ones fill the tail. 8 warps; warp w owns query
-//   rows 16w..16w+15 of the tile (one m16 row block of mma.m16n8k16).
-// - Key range: per tile, the smallest visible key over its rows and the largest (positions
-//   are arbitrary: chunked prefill, batches at different offsets) bound the key loop; key
-//   tiles of kBlockN keys (64 for D <= 128, 32 for D = 256). A key tile that every row of
-//   the query tile sees entirely skips the per-element mask; others mask per element
-//   (j <= position, j > position - window, j < kv_len). Key rows outside the tile's
-//   visible union are zero-filled, never read, so unwritten cache rows (NaN) never reach
-//   P·V (0 * NaN would be NaN).
+// Design (head_dim = D). Two tile shapes, both 128 query rows per CTA (AttentionPrefillTiles):
+//   rows32 (default, D = 64 and 128): 4 warps x 32 rows (two m16 blocks of mma.m16n8k16
+//     per warp, FlashAttention-2's split), so every K/V fragment read from shared memory
+//     serves 32 rows; Q fragments re-read from shared memory each key tile. Key tiles of
+//     32 keys at D = 128 (64 keys spill), 64 at D = 64. Two CTAs per SM.
+//   rows16 (D = 256 always; D = 64 and 128 on request): 8 warps x 16 rows; Q fragments in
+//     registers for D <= 128 (D = 256: from shared memory, registers do not allow it);
+//     key tiles of 64 keys (32 at D = 256). One CTA per SM.
+//   Shared-memory traffic per FLOP, D = 128: rows16 reads 32 KiB of K/V fragments per
+//   16 x 64 x 128 x 4 FLOPs (16 FLOP/B); rows32 reads 8 + 8 KiB of K/V and 8 KiB of Q per
+//   32 x 32 x 128 x 4 (21.8 FLOP/B). At 128 B/clock/SM, 16 FLOP/B caps the tensor rate at
+//   half the dense bf16 peak, the reason for rows32.
+// - Grid: one CTA per (query tile, head, batch), flattened into blockIdx.x with the query
+//   tile slowest and reversed, so that the latest tiles (the most keys under causality)
+//   start first and the short ones fill the tail; neighbouring CTAs share a KV head (L2).
+// - Key range: per query tile, the smallest visible key over its rows and the largest
+//   (positions are arbitrary: chunked prefill, batches at different offsets) bound the key
+//   loop. A key tile that every row of the query tile sees entirely skips the per-element
+//   mask; others mask per element (j <= position, j > position - window, j < kv_len) from
+//   the rows' ranges kept in shared memory. Key rows outside the tile's visible union are
+//   zero-filled, never read, so unwritten cache rows (NaN) never reach P·V (0 * NaN = NaN).
 // - Shared memory (bf16, rows padded by 16 bytes: conflict-free ldmatrix and cp.async):
-//   Q [128][D+8], K [2][kBlockN][D+8], V [2][kBlockN][D+8]. D=64: 54 KiB; D=128: 102 KiB;
-//   D=256: 132 KiB. One CTA (8 warps) per SM: registers (ptxas, sm_90a: 151 / 222 / 240
-//   for D = 64 / 128 / 256, no spills) do not allow two.
-// - Pipeline: cp.async double buffering; while tile t is computed, K and V of tile t+1
+//   Q [128][D+8], K [2][kBlockN][D+8], V [2][kBlockN][D+8], plus 1 KiB of row ranges.
+//   rows32: D=64 54 KiB, D=128 68 KiB; rows16: D=64 54 KiB, D=128 102 KiB, D=256 132 KiB.
+// - Registers (ptxas, sm_90a, no spills): rows32 D=64 218-226, D=128 254; rows16 D=64 154,
+//   D=128 211, D=256 238-240. O is kRowsPerWarp x D f32 per warp, S kRowsPerWarp x kBlockN.
+// - Pipeline: cp.async double buffering; while key tile t is computed, K and V of tile t+1
 //   are in flight. Two barriers per tile (data ready; stage free for reuse).
-// - Per key tile, per warp: S = Q·K^T with mma.m16n8k16 (Q fragments kept in registers
-//   for D <= 128, re-read with ldmatrix from shared memory for D = 256 where registers do
-//   not allow it; K fragments by ldmatrix.x4), scores scaled by scale*log2(e) inside the
-//   exp2 FMA, online softmax in registers (row max and sum across the 4 lanes of a quad),
-//   P converted to bf16 A fragments directly from the S accumulators (the C layout of
-//   m16n8 pairs is the A layout of m16k16), O += P·V with V fragments by ldmatrix.x4.trans.
+// - Per key tile, per warp: S = Q·K^T with mma.m16n8k16 (K fragments by ldmatrix.x4),
+//   scores scaled by scale*log2(e) inside the exp2 FMA, online softmax in registers (row
+//   max and sum across the 4 lanes of a quad), P converted to bf16 A fragments directly
+//   from the S accumulators (the C layout of two m16n8 tiles is the A layout of one m16k16),
+//   O += P·V with V fragments by ldmatrix.x4.trans.
 // - Epilogue: O / l to bf16 staged through the warp's own Q rows in shared memory, then
 //   stored with 16-byte coalesced writes; a row with no visible key gets zeros.
-// Registers: O is 16 x D f32 per warp (D/2 per lane), S 16 x kBlockN (kBlockN/2 per lane),
-// Q fragments D/4 per lane (D <= 128).
 #include "runtime/cuda/attention_prefill.cuh"
 
 #include <climits>
@@ -47,14 +54,20 @@ namespace {
 
 constexpr float kLog2e = 1.4426950408889634f;
 
-template <int kDim>
+// Tile shape: kWarps warps, each owning kMTiles blocks of 16 query rows (128 rows per CTA in
+// both shapes used). One m16 block per warp keeps Q in registers (D <= 128) but reads each
+// K/V fragment from shared memory for 16 rows only; two blocks per warp (FlashAttention-2's
+// split) reuse each K/V fragment for 32 rows, halving the shared-memory traffic per FLOP,
+// and re-read Q fragments from shared memory instead.
+template <int kDim, int kWarpsArg, int kMTilesArg, int kBlockNArg>
 struct PrefillConfig {
-  static constexpr int kWarps = 8;
+  static constexpr int kWarps = kWarpsArg;
+  static constexpr int kMTiles = kMTilesArg;
   static constexpr int kThreads = kWarps * 32;
-  static constexpr int kBlockM = kWarps * 16;  // query rows per CTA
-  static constexpr int kBlockN = kDim <= 128 ? 64 : 32;  // keys per tile
-  static constexpr bool kQInRegisters = kDim <= 128;
-  static constexpr int kMinBlocksPerSm = 1;
+  static constexpr int kRowsPerWarp = 16 * kMTiles;
+  static constexpr int kBlockM = kWarps * kRowsPerWarp;  // query rows per CTA
+  static constexpr int kBlockN = kBlockNArg;  // keys per tile
+  static constexpr bool kQInRegisters = kMTiles == 1 && kDim <= 128;
   static constexpr int kStride = kDim + 8;  // bf16 per shared row (16-byte pad)
   static constexpr int kChunksPerRow = kDim / 8;  // 16-byte chunks
   static constexpr int kKSteps = kDim / 16;       // k16 steps of Q·K^T
@@ -63,8 +76,11 @@ struct PrefillConfig {
   static constexpr int kQElems = kBlockM * kStride;
   static constexpr int kKVElems = kBlockN * kStride;
   static constexpr size_t kSmemBytes = sizeof(bf16) * (kQElems + 4 * kKVElems);
+  // Two CTAs per SM where shared memory allows (registers decide in the end).
+  static constexpr int kMinBlocksPerSm = 2 * kSmemBytes <= 220 * 1024 && kWarps <= 4 ? 2 : 1;
   static_assert(kBlockN % 16 == 0 && kDim % 16 == 0, "mma tiles");
   static_assert((kBlockN * kChunksPerRow) % kThreads == 0, "K/V tile load is exact");
+  static_assert((kRowsPerWarp * kChunksPerRow) % 32 == 0, "output store is exact");
 };
 
 __device__ __forceinline__ uint32_t SmemAddress(const void* p) {
@@ -123,20 +139,22 @@ __device__ __forceinline__ void VisibleKeys(int position, int kv_len,
             : 0;
 }
 
-template <int kDim>
-__global__ void __launch_bounds__(PrefillConfig<kDim>::kThreads,
-                                  PrefillConfig<kDim>::kMinBlocksPerSm)
+template <int kDim, int kWarps, int kMTiles, int kBlockN>
+__global__ void __launch_bounds__(PrefillConfig<kDim, kWarps, kMTiles, kBlockN>::kThreads,
+                                  PrefillConfig<kDim, kWarps, kMTiles, kBlockN>::kMinBlocksPerSm)
     AttentionPrefillKernel(const bf16* __restrict__ q, const bf16* __restrict__ k,
                            const bf16* __restrict__ v, const int32_t* __restrict__ positions,
                            int batch, int seq, int heads, int kv_len, int kv_heads, int q_tiles,
                            AttentionKernelParams params, bf16* __restrict__ out) {
-  using C = PrefillConfig<kDim>;
+  using C = PrefillConfig<kDim, kWarps, kMTiles, kBlockN>;
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* q_s = reinterpret_cast<bf16*>(smem);  // [kBlockM][kStride]
   bf16* k_s = q_s + C::kQElems;               // [2][kBlockN][kStride]
   bf16* v_s = k_s + 2 * C::kKVElems;          // [2][kBlockN][kStride]
   // Union of the rows' visible keys [0]..[1]; keys every row sees [2]..[3].
   __shared__ int key_range[4];
+  // Visible keys [x, y] of each row of the tile (read only by tiles that need a mask).
+  __shared__ int2 row_keys[C::kBlockM];
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int group = lane >> 2, quad = lane & 3;  // fragment row (and row + 8), column pair
@@ -146,6 +164,7 @@ __global__ void __launch_bounds__(PrefillConfig<kDim>::kThreads,
   const int h = head_batch % heads, b = head_batch / heads;
   const int kvh = h / (heads / kv_heads);
   const int s0 = q_tile * C::kBlockM;
+  const int warp_row0 = warp * C::kRowsPerWarp;  // first row of this warp in the tile
 
   if (tid == 0) {
     key_range[0] = INT_MAX;
@@ -167,25 +186,21 @@ __global__ void __launch_bounds__(PrefillConfig<kDim>::kThreads,
     CpAsyncCommit();
   }
 
-  // This thread's two rows (fragment rows group and group + 8 of the warp's 16).
-  const int row0 = s0 + warp * 16 + group, row1 = row0 + 8;
-  int lo0 = 0, hi0 = -1, lo1 = 0, hi1 = -1;  // rows past seq: nothing visible
-  if (row0 < seq) VisibleKeys(positions[int64_t{b} * seq + row0], kv_len, params, &lo0, &hi0);
-  if (row1 < seq) VisibleKeys(positions[int64_t{b} * seq + row1], kv_len, params, &lo1, &hi1);
-
   __syncthreads();  // key_range initialized
-  if (tid < C::kBlockM) {
-    // Threads 0..127 each reduce one row of the tile.
+  {
     int union_lo = INT_MAX, union_hi = -1, common_lo = INT_MIN, common_hi = INT_MAX;
-    if (s0 + tid < seq) {
-      int lo, hi;
-      VisibleKeys(positions[int64_t{b} * seq + s0 + tid], kv_len, params, &lo, &hi);
-      if (hi >= lo) {
-        union_lo = lo;
-        union_hi = hi;
+    for (int r = tid; r < C::kBlockM; r += C::kThreads) {
+      int lo = 0, hi = -1;  // rows past seq see nothing (and do not narrow the ranges)
+      if (s0 + r < seq) {
+        VisibleKeys(positions[int64_t{b} * seq + s0 + r], kv_len, params, &lo, &hi);
+        if (hi >= lo) {
+          union_lo = min(union_lo, lo);
+          union_hi = max(union_hi, hi);
+        }
+        common_lo = max(common_lo, lo);
+        common_hi = min(common_hi, hi);
       }
-      common_lo = lo;
-      common_hi = hi;
+      row_keys[r] = make_int2(lo, hi);
     }
     union_lo = __reduce_min_sync(0xffffffffu, union_lo);
     union_hi = __reduce_max_sync(0xffffffffu, union_hi);
@@ -221,11 +236,13 @@ __global__ void __launch_bounds__(PrefillConfig<kDim>::kThreads,
     }
   };
 
+  constexpr uint32_t kStageBytes = C::kKVElems * sizeof(bf16);
+  constexpr uint32_t kRowBytes = C::kStride * sizeof(bf16);
   // Per-lane ldmatrix row addresses (bytes), see LdMatrixX4:
-  // Q (A operand, 16x16 at k-step kk): matrices (rows 0-7, k 0-7), (rows 8-15, k 0-7),
-  //   (rows 0-7, k 8-15), (rows 8-15, k 8-15) = a0..a3.
+  // Q (A operand, 16x16 at k-step kk, m16 block mt at + mt * 16 rows): matrices (rows 0-7,
+  //   k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15) = a0..a3.
   const uint32_t q_lane =
-      SmemAddress(q_s + (warp * 16 + (lane & 15)) * C::kStride + (lane >> 4) * 8);
+      SmemAddress(q_s + (warp_row0 + (lane & 15)) * C::kStride + (lane >> 4) * 8);
   // K (B operand of S = Q K^T, B[d][key] = K[key][d], for keys 16np..16np+15): matrices
   //   (keys 0-7, d 0-7), (keys 0-7, d 8-15), (keys 8-15, d 0-7), (keys 8-15, d 8-15) =
   //   b0, b1 of n-tile 2np, b0, b1 of n-tile 2np+1.
@@ -236,8 +253,6 @@ __global__ void __launch_bounds__(PrefillConfig<kDim>::kThreads,
   //   (keys 0-7, d 8-15), (keys 8-15, d 8-15) = b0, b1 of d-tile 2dp, b0, b1 of 2dp+1.
   const uint32_t v_lane =
       SmemAddress(v_s + ((lane & 7) + ((lane >> 3) & 1) * 8) * C::kStride + (lane >> 4) * 8);
-  constexpr uint32_t kStageBytes = C::kKVElems * sizeof(bf16);
-  constexpr uint32_t kRowBytes = C::kStride * sizeof(bf16);
 
   // Scores are dot * scale, soft-capped if asked; the softmax works in base 2. The fast
   // path folds scale * log2(e) into the exp2 FMA (needs scale > 0 so that the row max of
@@ -245,13 +260,21 @@ __global__ void __launch_bounds__(PrefillConfig<kDim>::kThreads,
   const bool transform_scores = params.logit_softcap > 0.0f || !(params.scale > 0.0f);
   const float score_mult = transform_scores ? 1.0f : params.scale * kLog2e;
 
-  float o[C::kDTiles][4];
+  float o[kMTiles][C::kDTiles][4];
+  float row_max[kMTiles][2];  // of (transformed) scores
+  float row_sum[kMTiles][2];  // this lane's part
 #pragma unroll
-  for (int dt = 0; dt < C::kDTiles; ++dt)
+  for (int mt = 0; mt < kMTiles; ++mt) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e) o[dt][e] = 0.0f;
-  float m0 = -INFINITY, m1 = -INFINITY;  // row max of (transformed) scores
-  float l0 = 0.0f, l1 = 0.0f;            // this lane's part of the row sum
+    for (int dt = 0; dt < C::kDTiles; ++dt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[mt][dt][e] = 0.0f;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      row_max[mt][half] = -INFINITY;
+      row_sum[mt][half] = 0.0f;
+    }
+  }
 
   if (union_hi >= union_lo) {
     const int first_tile = union_lo / C::kBlockN, last_tile = union_hi / C::kBlockN;
@@ -277,108 +300,127 @@ __global__ void __launch_bounds__(PrefillConfig<kDim>::kThreads,
       }
       __syncthreads();  // tile's K and V (and Q) visible to all warps
 
-      // S = Q K^T (16 x kBlockN per warp).
-      float s[C::kNTiles][4];
+      // S = Q K^T (kRowsPerWarp x kBlockN per warp).
+      float s[kMTiles][C::kNTiles][4];
 #pragma unroll
-      for (int nt = 0; nt < C::kNTiles; ++nt)
+      for (int mt = 0; mt < kMTiles; ++mt)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) s[nt][e] = 0.0f;
+        for (int nt = 0; nt < C::kNTiles; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) s[mt][nt][e] = 0.0f;
       const uint32_t k_stage = k_lane + stage * kStageBytes;
-#pragma unroll
+      // Fully unrolled only where Q lives in registers (indexed by kk): a rolled loop keeps
+      // ptxas from hoisting every step's fragment loads at once (spills at 32 rows / warp).
+#pragma unroll(C::kQInRegisters ? C::kKSteps : 2)
       for (int kk = 0; kk < C::kKSteps; ++kk) {
-        uint32_t a_reg[4];
-        if constexpr (C::kQInRegisters) {
+        uint32_t a_reg[kMTiles][4];
 #pragma unroll
-          for (int e = 0; e < 4; ++e) a_reg[e] = q_frag[kk][e];
-        } else {
-          LdMatrixX4(q_lane + kk * 32, a_reg);
+        for (int mt = 0; mt < kMTiles; ++mt) {
+          if constexpr (C::kQInRegisters) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) a_reg[mt][e] = q_frag[kk][e];
+          } else {
+            LdMatrixX4(q_lane + mt * 16 * kRowBytes + kk * 32, a_reg[mt]);
+          }
         }
 #pragma unroll
         for (int np = 0; np < C::kNTiles / 2; ++np) {
           uint32_t b_reg[4];
           LdMatrixX4(k_stage + np * 16 * kRowBytes + kk * 32, b_reg);
-          MmaBf16(s[2 * np], a_reg, b_reg[0], b_reg[1]);
-          MmaBf16(s[2 * np + 1], a_reg, b_reg[2], b_reg[3]);
+#pragma unroll
+          for (int mt = 0; mt < kMTiles; ++mt) {
+            MmaBf16(s[mt][2 * np], a_reg[mt], b_reg[0], b_reg[1]);
+            MmaBf16(s[mt][2 * np + 1], a_reg[mt], b_reg[2], b_reg[3]);
+          }
         }
       }
 
       if (transform_scores) {
 #pragma unroll
-        for (int nt = 0; nt < C::kNTiles; ++nt)
+        for (int mt = 0; mt < kMTiles; ++mt)
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            s[nt][e] = CapScore(s[nt][e] * params.scale, params.logit_softcap) * kLog2e;
-          }
+          for (int nt = 0; nt < C::kNTiles; ++nt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              s[mt][nt][e] = CapScore(s[mt][nt][e] * params.scale, params.logit_softcap) * kLog2e;
+            }
       }
-      // Element (nt, e) is row group + 8 * (e >> 1), key j0 + 8 nt + 2 quad + (e & 1).
+      // Element (mt, nt, e) is row 16 mt + group + 8 (e >> 1) of the warp's rows, key
+      // j0 + 8 nt + 2 quad + (e & 1).
       const int j0 = tile * C::kBlockN;
       const bool whole_tile_visible = j0 >= common_lo && j0 + C::kBlockN - 1 <= common_hi;
       if (!whole_tile_visible) {
 #pragma unroll
-        for (int nt = 0; nt < C::kNTiles; ++nt)
+        for (int mt = 0; mt < kMTiles; ++mt)
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int key = j0 + nt * 8 + 2 * quad + (e & 1);
-            const bool visible = e < 2 ? key >= lo0 && key <= hi0 : key >= lo1 && key <= hi1;
-            if (!visible) s[nt][e] = -INFINITY;
+          for (int half = 0; half < 2; ++half) {
+            const int2 keys = row_keys[warp_row0 + mt * 16 + group + 8 * half];
+#pragma unroll
+            for (int nt = 0; nt < C::kNTiles; ++nt)
+#pragma unroll
+              for (int e = 2 * half; e < 2 * half + 2; ++e) {
+                const int key = j0 + nt * 8 + 2 * quad + (e & 1);
+                if (key < keys.x || key > keys.y) s[mt][nt][e] = -INFINITY;
+              }
           }
       }
 
       // Online softmax: the 4 lanes of a quad share a row.
-      float max0 = -INFINITY, max1 = -INFINITY;
 #pragma unroll
-      for (int nt = 0; nt < C::kNTiles; ++nt) {
-        max0 = fmaxf(max0, fmaxf(s[nt][0], s[nt][1]));
-        max1 = fmaxf(max1, fmaxf(s[nt][2], s[nt][3]));
-      }
+      for (int mt = 0; mt < kMTiles; ++mt)
 #pragma unroll
-      for (int offset = 1; offset <= 2; offset <<= 1) {
-        max0 = fmaxf(max0, __shfl_xor_sync(0xffffffffu, max0, offset));
-        max1 = fmaxf(max1, __shfl_xor_sync(0xffffffffu, max1, offset));
-      }
-      const float new_m0 = fmaxf(m0, max0), new_m1 = fmaxf(m1, max1);
-      // A row with nothing visible yet keeps m = -inf: subtract 0 so exp2(-inf) = 0, not NaN.
-      const float base0 = new_m0 == -INFINITY ? 0.0f : new_m0 * score_mult;
-      const float base1 = new_m1 == -INFINITY ? 0.0f : new_m1 * score_mult;
-      const float alpha0 = Exp2(m0 * score_mult - base0);
-      const float alpha1 = Exp2(m1 * score_mult - base1);
-      m0 = new_m0;
-      m1 = new_m1;
-      float sum0 = 0.0f, sum1 = 0.0f;
+        for (int half = 0; half < 2; ++half) {
+          float tile_max = -INFINITY;
 #pragma unroll
-      for (int nt = 0; nt < C::kNTiles; ++nt) {
-        s[nt][0] = Exp2(fmaf(s[nt][0], score_mult, -base0));
-        s[nt][1] = Exp2(fmaf(s[nt][1], score_mult, -base0));
-        s[nt][2] = Exp2(fmaf(s[nt][2], score_mult, -base1));
-        s[nt][3] = Exp2(fmaf(s[nt][3], score_mult, -base1));
-        sum0 += s[nt][0] + s[nt][1];
-        sum1 += s[nt][2] + s[nt][3];
-      }
-      l0 = l0 * alpha0 + sum0;
-      l1 = l1 * alpha1 + sum1;
+          for (int nt = 0; nt < C::kNTiles; ++nt) {
+            tile_max = fmaxf(tile_max, fmaxf(s[mt][nt][2 * half], s[mt][nt][2 * half + 1]));
+          }
+          tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
+          tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
+          const float new_max = fmaxf(row_max[mt][half], tile_max);
+          // A row with nothing visible yet keeps max = -inf: subtract 0 so that exp2(-inf)
+          // = 0, not NaN.
+          const float base = new_max == -INFINITY ? 0.0f : new_max * score_mult;
+          const float alpha = Exp2(row_max[mt][half] * score_mult - base);
+          row_max[mt][half] = new_max;
+          float tile_sum = 0.0f;
 #pragma unroll
-      for (int dt = 0; dt < C::kDTiles; ++dt) {
-        o[dt][0] *= alpha0;
-        o[dt][1] *= alpha0;
-        o[dt][2] *= alpha1;
-        o[dt][3] *= alpha1;
-      }
+          for (int nt = 0; nt < C::kNTiles; ++nt)
+#pragma unroll
+            for (int e = 2 * half; e < 2 * half + 2; ++e) {
+              s[mt][nt][e] = Exp2(fmaf(s[mt][nt][e], score_mult, -base));
+              tile_sum += s[mt][nt][e];
+            }
+          row_sum[mt][half] = row_sum[mt][half] * alpha + tile_sum;
+#pragma unroll
+          for (int dt = 0; dt < C::kDTiles; ++dt) {
+            o[mt][dt][2 * half] *= alpha;
+            o[mt][dt][2 * half + 1] *= alpha;
+          }
+        }
 
       // O += P V. P's A fragment for keys 16kk..16kk+15 is S n-tiles 2kk (a0: row g,
       // a1: row g+8) and 2kk+1 (a2: row g, a3: row g+8), columns 2 quad, 2 quad + 1.
       const uint32_t v_stage = v_lane + stage * kStageBytes;
 #pragma unroll
       for (int kk = 0; kk < C::kBlockN / 16; ++kk) {
-        const uint32_t p_reg[4] = {PackBf16(s[2 * kk][0], s[2 * kk][1]),
-                                   PackBf16(s[2 * kk][2], s[2 * kk][3]),
-                                   PackBf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                   PackBf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+        uint32_t p_reg[kMTiles][4];
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; ++mt) {
+          p_reg[mt][0] = PackBf16(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+          p_reg[mt][1] = PackBf16(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+          p_reg[mt][2] = PackBf16(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+          p_reg[mt][3] = PackBf16(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+        }
 #pragma unroll
         for (int dp = 0; dp < C::kDTiles / 2; ++dp) {
           uint32_t b_reg[4];
           LdMatrixX4Trans(v_stage + kk * 16 * kRowBytes + dp * 32, b_reg);
-          MmaBf16(o[2 * dp], p_reg, b_reg[0], b_reg[1]);
-          MmaBf16(o[2 * dp + 1], p_reg, b_reg[2], b_reg[3]);
+#pragma unroll
+          for (int mt = 0; mt < kMTiles; ++mt) {
+            MmaBf16(o[mt][2 * dp], p_reg[mt], b_reg[0], b_reg[1]);
+            MmaBf16(o[mt][2 * dp + 1], p_reg[mt], b_reg[2], b_reg[3]);
+          }
         }
       }
       __syncthreads();  // every warp is done with this stage before it is refilled
@@ -388,31 +430,31 @@ __global__ void __launch_bounds__(PrefillConfig<kDim>::kThreads,
   CpAsyncWait<0>();
   __syncthreads();
 
-  // Epilogue: O / l as bf16 into this warp's own 16 Q rows, then 16-byte stores.
+  // Epilogue: O / l as bf16 into this warp's own Q rows, then 16-byte stores.
+  bf16* out_rows = q_s + warp_row0 * C::kStride;
 #pragma unroll
-  for (int offset = 1; offset <= 2; offset <<= 1) {
-    l0 += __shfl_xor_sync(0xffffffffu, l0, offset);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, offset);
-  }
-  const float inv0 = l0 > 0.0f ? 1.0f / l0 : 0.0f;
-  const float inv1 = l1 > 0.0f ? 1.0f / l1 : 0.0f;
-  bf16* out_rows = q_s + warp * 16 * C::kStride;
+  for (int mt = 0; mt < kMTiles; ++mt)
 #pragma unroll
-  for (int dt = 0; dt < C::kDTiles; ++dt) {
-    const int col = dt * 8 + 2 * quad;
-    *reinterpret_cast<uint32_t*>(out_rows + group * C::kStride + col) =
-        PackBf16(o[dt][0] * inv0, o[dt][1] * inv0);
-    *reinterpret_cast<uint32_t*>(out_rows + (group + 8) * C::kStride + col) =
-        PackBf16(o[dt][2] * inv1, o[dt][3] * inv1);
-  }
+    for (int half = 0; half < 2; ++half) {
+      float total = row_sum[mt][half];
+      total += __shfl_xor_sync(0xffffffffu, total, 1);
+      total += __shfl_xor_sync(0xffffffffu, total, 2);
+      const float inv = total > 0.0f ? 1.0f / total : 0.0f;
+      bf16* dst = out_rows + (mt * 16 + group + 8 * half) * C::kStride + 2 * quad;
+#pragma unroll
+      for (int dt = 0; dt < C::kDTiles; ++dt) {
+        *reinterpret_cast<uint32_t*>(dst + dt * 8) =
+            PackBf16(o[mt][dt][2 * half] * inv, o[mt][dt][2 * half + 1] * inv);
+      }
+    }
   __syncwarp();
   const int64_t out_row_stride = int64_t{heads} * kDim;
   bf16* out_base = out + (int64_t{b} * seq * heads + h) * kDim;
 #pragma unroll
-  for (int i = 0; i < 16 * C::kChunksPerRow / 32; ++i) {
+  for (int i = 0; i < C::kRowsPerWarp * C::kChunksPerRow / 32; ++i) {
     const int idx = lane + 32 * i;
     const int r = idx / C::kChunksPerRow, c = (idx % C::kChunksPerRow) * 8;
-    const int s_idx = s0 + warp * 16 + r;
+    const int s_idx = s0 + warp_row0 + r;
     if (s_idx < seq) {
       *reinterpret_cast<Bf16x8*>(out_base + s_idx * out_row_stride + c) =
           *reinterpret_cast<const Bf16x8*>(out_rows + r * C::kStride + c);
@@ -420,13 +462,13 @@ __global__ void __launch_bounds__(PrefillConfig<kDim>::kThreads,
   }
 }
 
-template <int kDim>
+template <int kDim, int kWarps, int kMTiles, int kBlockN>
 absl::Status Launch(const bf16* q, const bf16* k, const bf16* v, const int32_t* positions,
                     int64_t batch, int64_t seq, int64_t heads, int64_t kv_len, int64_t kv_heads,
                     const AttentionKernelParams& params, bf16* out, cudaStream_t stream) {
-  using C = PrefillConfig<kDim>;
+  using C = PrefillConfig<kDim, kWarps, kMTiles, kBlockN>;
   static const cudaError_t attribute_error = cudaFuncSetAttribute(
-      AttentionPrefillKernel<kDim>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+      AttentionPrefillKernel<kDim, kWarps, kMTiles, kBlockN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
       static_cast<int>(C::kSmemBytes));
   TESSEL_CUDA_RETURN_IF_ERROR(attribute_error);
   const int64_t q_tiles = CeilDiv(seq, C::kBlockM);
@@ -435,22 +477,24 @@ absl::Status Launch(const bf16* q, const bf16* k, const bf16* v, const int32_t* 
     return absl::InvalidArgumentError(
         absl::StrCat("attention: ", blocks, " blocks (seq x heads x batch) is too many"));
   }
-  AttentionPrefillKernel<kDim><<<static_cast<unsigned>(blocks), C::kThreads, C::kSmemBytes,
-                                 stream>>>(
-      q, k, v, positions, static_cast<int>(batch), static_cast<int>(seq),
-      static_cast<int>(heads), static_cast<int>(kv_len), static_cast<int>(kv_heads),
-      static_cast<int>(q_tiles), params, out);
+  AttentionPrefillKernel<kDim, kWarps, kMTiles, kBlockN>
+      <<<static_cast<unsigned>(blocks), C::kThreads, C::kSmemBytes, stream>>>(
+          q, k, v, positions, static_cast<int>(batch), static_cast<int>(seq),
+          static_cast<int>(heads), static_cast<int>(kv_len), static_cast<int>(kv_heads),
+          static_cast<int>(q_tiles), params, out);
   TESSEL_CUDA_RETURN_IF_LAUNCH_ERROR("AttentionPrefillKernel");
   return absl::OkStatus();
 }
 
 }  // namespace
 
-absl::Status LaunchAttentionPrefill(const bf16* q, const bf16* k, const bf16* v,
-                                    const int32_t* positions, int64_t batch, int64_t seq,
-                                    int64_t heads, int64_t kv_len, int64_t kv_heads,
-                                    int64_t head_dim, const AttentionKernelParams& params,
-                                    bf16* out, cudaStream_t stream) {
+absl::Status LaunchAttentionPrefillWithTiles(const bf16* q, const bf16* k, const bf16* v,
+                                             const int32_t* positions, int64_t batch,
+                                             int64_t seq, int64_t heads, int64_t kv_len,
+                                             int64_t kv_heads, int64_t head_dim,
+                                             const AttentionKernelParams& params,
+                                             AttentionPrefillTiles tiles, bf16* out,
+                                             cudaStream_t stream) {
   if (batch <= 0 || seq <= 0 || heads <= 0) return absl::OkStatus();
   if (kv_heads <= 0 || heads % kv_heads != 0) {
     return absl::InvalidArgumentError(
@@ -463,20 +507,36 @@ absl::Status LaunchAttentionPrefill(const bf16* q, const bf16* k, const bf16* v,
   if (!Aligned16(q) || !Aligned16(k) || !Aligned16(v) || !Aligned16(out)) {
     return absl::InvalidArgumentError("attention: operands must be 16-byte aligned");
   }
+  if (tiles == AttentionPrefillTiles::kDefault) tiles = AttentionPrefillTiles::kRows32PerWarp;
+  const bool rows32 = tiles == AttentionPrefillTiles::kRows32PerWarp;
   switch (head_dim) {
     case 64:
-      return Launch<64>(q, k, v, positions, batch, seq, heads, kv_len, kv_heads, params, out,
-                        stream);
+      return rows32 ? Launch<64, 4, 2, 64>(q, k, v, positions, batch, seq, heads, kv_len, kv_heads,
+                                       params, out, stream)
+                    : Launch<64, 8, 1, 64>(q, k, v, positions, batch, seq, heads, kv_len, kv_heads,
+                                       params, out, stream);
     case 128:
-      return Launch<128>(q, k, v, positions, batch, seq, heads, kv_len, kv_heads, params, out,
-                         stream);
-    case 256:
-      return Launch<256>(q, k, v, positions, batch, seq, heads, kv_len, kv_heads, params, out,
-                         stream);
+      return rows32 ? Launch<128, 4, 2, 32>(q, k, v, positions, batch, seq, heads, kv_len, kv_heads,
+                                        params, out, stream)
+                    : Launch<128, 8, 1, 64>(q, k, v, positions, batch, seq, heads, kv_len, kv_heads,
+                                        params, out, stream);
+    case 256:  // 32 rows per warp would need 256 registers of O alone
+      return Launch<256, 8, 1, 32>(q, k, v, positions, batch, seq, heads, kv_len, kv_heads, params,
+                               out, stream);
     default:
       return absl::UnimplementedError(
           absl::StrCat("attention: head_dim ", head_dim, " (supported: 64, 128, 256)"));
   }
+}
+
+absl::Status LaunchAttentionPrefill(const bf16* q, const bf16* k, const bf16* v,
+                                    const int32_t* positions, int64_t batch, int64_t seq,
+                                    int64_t heads, int64_t kv_len, int64_t kv_heads,
+                                    int64_t head_dim, const AttentionKernelParams& params,
+                                    bf16* out, cudaStream_t stream) {
+  return LaunchAttentionPrefillWithTiles(q, k, v, positions, batch, seq, heads, kv_len,
+                                         kv_heads, head_dim, params,
+                                         AttentionPrefillTiles::kDefault, out, stream);
 }
 
 }  // namespace tessel::cuda

@@ -24,6 +24,21 @@ absl::Status LaunchAttentionPrefill(const bf16* q, const bf16* k, const bf16* v,
                                     int64_t head_dim, const AttentionKernelParams& params,
                                     bf16* out, cudaStream_t stream);
 
+/// Tile shapes of the prefill kernel (both compute the same function; tests check both and
+/// the benchmark times both). kRows16PerWarp: 8 warps x 16 query rows, Q fragments kept in
+/// registers; kRows32PerWarp: 4 warps x 32 rows, each K/V fragment serves 32 rows. head_dim
+/// 256 always runs 8 warps x 16 rows. kDefault: the one LaunchAttentionPrefill uses.
+enum class AttentionPrefillTiles { kDefault, kRows16PerWarp, kRows32PerWarp };
+
+/// LaunchAttentionPrefill with an explicit tile shape.
+absl::Status LaunchAttentionPrefillWithTiles(const bf16* q, const bf16* k, const bf16* v,
+                                             const int32_t* positions, int64_t batch,
+                                             int64_t seq, int64_t heads, int64_t kv_len,
+                                             int64_t kv_heads, int64_t head_dim,
+                                             const AttentionKernelParams& params,
+                                             AttentionPrefillTiles tiles, bf16* out,
+                                             cudaStream_t stream);
+
 }  // namespace tessel::cuda
 
 #endif  // TESSEL_RUNTIME_CUDA_ATTENTION_PREFILL_CUH_

@@ -16,6 +16,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -293,16 +294,26 @@ int Main() {
                           cudaMemcpyHostToDevice));
     AttentionKernelParams params;
     params.scale = 1.0f / std::sqrt(static_cast<float>(p.dim));
-    const double us = TimeUs(1, [&](int) {
-      CHECK_OK(LaunchAttentionPrefill(q, k, v, pos_d, p.batch, p.seq, p.heads, p.seq,
-                                      p.kv_heads, p.dim, params, out, g_stream));
-    });
     std::string shape = std::to_string(p.seq) + " tok " + std::to_string(p.heads) + "/" +
                         std::to_string(p.kv_heads) + "x" + std::to_string(p.dim) + " causal";
     if (p.batch > 1) shape = "b" + std::to_string(p.batch) + " " + shape;
-    rows.push_back({"attention_prefill", shape, us,
-                    2.0 * (2 * q_elems + 2 * kv_elems),
-                    4.0 * p.batch * p.seq * p.seq / 2 * p.heads * p.dim});
+    // The default tile shape, then the other one (head_dim <= 128) for comparison.
+    std::vector<std::pair<AttentionPrefillTiles, std::string>> shapes = {
+        {AttentionPrefillTiles::kDefault, ""}};
+    if (p.dim <= 128) {
+      shapes.push_back({AttentionPrefillTiles::kRows32PerWarp, " (rows32)"});
+      shapes.push_back({AttentionPrefillTiles::kRows16PerWarp, " (rows16)"});
+    }
+    for (const auto& [tiles, tiles_name] : shapes) {
+      const double us = TimeUs(1, [&](int) {
+        CHECK_OK(LaunchAttentionPrefillWithTiles(q, k, v, pos_d, p.batch, p.seq, p.heads, p.seq,
+                                                 p.kv_heads, p.dim, params, tiles, out,
+                                                 g_stream));
+      });
+      rows.push_back({tiles_name.empty() ? "attention_prefill" : "attention_prefill (sweep)",
+                      shape + tiles_name, us, 2.0 * (2 * q_elems + 2 * kv_elems),
+                      4.0 * p.batch * p.seq * p.seq / 2 * p.heads * p.dim});
+    }
     cudaFree(q);
     cudaFree(k);
     cudaFree(v);

@@ -21,6 +21,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -621,51 +622,59 @@ TEST(CudaKernels, AttentionPrefillShapes) {
     kp.causal = c.causal;
     kp.sliding_window = c.window;
     kp.logit_softcap = static_cast<float>(c.softcap);
-    ASSERT_STATUS_OK(LaunchAttentionPrefill(q_d.get(), k_d.get(), v_d.get(), pos_d.get(), c.batch,
-                                            c.seq, c.heads, c.kv_len, c.kv_heads, c.head_dim, kp,
-                                            out_d.get(), nullptr));
-    ASSERT_CUDA_OK(cudaDeviceSynchronize());
-    ASSERT_CUDA_OK(cudaGetLastError());
-    const std::vector<float> got = ToF32(out_d.Download());
-    EXPECT_CLOSE("attention_prefill", got, ref, kBf16Tolerance);
+    // Both tile shapes (head_dim 256 has one).
+    std::vector<std::pair<AttentionPrefillTiles, std::string>> shapes = {
+        {AttentionPrefillTiles::kRows16PerWarp, "rows16"}};
+    if (c.head_dim <= 128) shapes.push_back({AttentionPrefillTiles::kRows32PerWarp, "rows32"});
+    for (const auto& [tiles, tiles_name] : shapes) {
+      SCOPED_TRACE(tiles_name);
+      out_d.Poison();
+      ASSERT_STATUS_OK(LaunchAttentionPrefillWithTiles(
+          q_d.get(), k_d.get(), v_d.get(), pos_d.get(), c.batch, c.seq, c.heads, c.kv_len,
+          c.kv_heads, c.head_dim, kp, tiles, out_d.get(), nullptr));
+      ASSERT_CUDA_OK(cudaDeviceSynchronize());
+      ASSERT_CUDA_OK(cudaGetLastError());
+      const std::vector<float> got = ToF32(out_d.Download());
+      EXPECT_CLOSE("attention_prefill", got, ref, kBf16Tolerance);
 
-    // Row by row: a query with no visible key must be exactly zero, any other within
-    // kRowTolerance of its own norm.
-    int bad_rows = 0, empty_rows = 0;
-    double worst_row = 0.0;
-    for (int64_t bs = 0; bs < c.batch * c.seq; ++bs) {
-      const int64_t position = positions[bs];
-      const int64_t hi = c.causal ? std::min<int64_t>(position, c.kv_len - 1) : c.kv_len - 1;
-      const int64_t lo = c.window > 0 ? std::max<int64_t>(0, position - c.window + 1) : 0;
-      for (int64_t h = 0; h < c.heads; ++h) {
-        const int64_t base = (bs * c.heads + h) * c.head_dim;
-        double diff = 0.0, norm = 0.0;
-        bool nonzero = false;
-        for (int64_t d = 0; d < c.head_dim; ++d) {
-          const double g = got[base + d], r = ref[base + d];
-          if (!std::isfinite(g)) diff = INFINITY;
-          diff += (g - r) * (g - r);
-          norm += r * r;
-          nonzero |= g != 0.0;
-        }
-        double error;
-        if (hi < lo) {
-          ++empty_rows;
-          error = nonzero ? INFINITY : 0.0;
-        } else {
-          error = norm > 0.0 ? std::sqrt(diff / norm) : std::sqrt(diff);
-        }
-        worst_row = std::max(worst_row, error);
-        if (!(error <= kRowTolerance) && ++bad_rows <= 5) {
-          ADD_FAILURE() << "row b=" << bs / c.seq << " s=" << bs % c.seq << " h=" << h
-                        << " position " << position << " (visible keys " << lo << ".."
-                        << hi << "): relative error " << error;
+      // Row by row: a query with no visible key must be exactly zero, any other within
+      // kRowTolerance of its own norm.
+      int bad_rows = 0, empty_rows = 0;
+      double worst_row = 0.0;
+      for (int64_t bs = 0; bs < c.batch * c.seq; ++bs) {
+        const int64_t position = positions[bs];
+        const int64_t hi = c.causal ? std::min<int64_t>(position, c.kv_len - 1) : c.kv_len - 1;
+        const int64_t lo = c.window > 0 ? std::max<int64_t>(0, position - c.window + 1) : 0;
+        for (int64_t h = 0; h < c.heads; ++h) {
+          const int64_t base = (bs * c.heads + h) * c.head_dim;
+          double diff = 0.0, norm = 0.0;
+          bool nonzero = false;
+          for (int64_t d = 0; d < c.head_dim; ++d) {
+            const double g = got[base + d], r = ref[base + d];
+            if (!std::isfinite(g)) diff = INFINITY;
+            diff += (g - r) * (g - r);
+            norm += r * r;
+            nonzero |= g != 0.0;
+          }
+          double error;
+          if (hi < lo) {
+            ++empty_rows;
+            error = nonzero ? INFINITY : 0.0;
+          } else {
+            error = norm > 0.0 ? std::sqrt(diff / norm) : std::sqrt(diff);
+          }
+          worst_row = std::max(worst_row, error);
+          if (!(error <= kRowTolerance) && ++bad_rows <= 5) {
+            ADD_FAILURE() << "row b=" << bs / c.seq << " s=" << bs % c.seq << " h=" << h
+                          << " position " << position << " (visible keys " << lo << ".."
+                          << hi << "): relative error " << error;
+          }
         }
       }
+      Record("attention_prefill (worst row)", worst_row);
+      EXPECT_EQ(bad_rows, 0) << bad_rows << " rows over " << kRowTolerance;
+      if (c.name.find("no-visible") != std::string::npos) EXPECT_GT(empty_rows, 0);
     }
-    Record("attention_prefill (worst row)", worst_row);
-    EXPECT_EQ(bad_rows, 0) << bad_rows << " rows over " << kRowTolerance;
-    if (c.name.find("no-visible") != std::string::npos) EXPECT_GT(empty_rows, 0);
   }
 }
 
