@@ -28,12 +28,14 @@
 //   the rows' ranges kept in shared memory. Key rows outside the tile's visible union are
 //   zero-filled, never read, so unwritten cache rows (NaN) never reach P·V (0 * NaN = NaN).
 // - Shared memory (bf16, rows padded by 16 bytes: conflict-free ldmatrix and cp.async):
-//   Q [128][D+8], K [2][kBlockN][D+8], V [2][kBlockN][D+8], plus 1 KiB of row ranges.
-//   rows32: D=64 54 KiB, D=128 68 KiB; rows16: D=64 54 KiB, D=128 102 KiB, D=256 132 KiB.
+//   Q [128][D+8], K [3][kBlockN][D+8], V [3][kBlockN][D+8], plus 1 KiB of row ranges.
+//   rows32: D=64 72 KiB, D=128 85 KiB (two CTAs per SM); rows16: D=64 72 KiB, D=128
+//   136 KiB, D=256 165 KiB.
 // - Registers (ptxas, sm_90a, no spills): rows32 D=64 218-226, D=128 254; rows16 D=64 154,
 //   D=128 211, D=256 238-240. O is kRowsPerWarp x D f32 per warp, S kRowsPerWarp x kBlockN.
-// - Pipeline: cp.async double buffering; while key tile t is computed, K and V of tile t+1
-//   are in flight. Two barriers per tile (data ready; stage free for reuse).
+// - Pipeline: cp.async, three K/V stages: while key tile t is computed, tiles t+1 and t+2
+//   are in flight. One barrier per tile: after it, tile t has landed for every warp and
+//   every warp is done with tile t-1, whose stage receives tile t+2.
 // - Per key tile, per warp: S = Q·K^T with mma.m16n8k16 (K fragments by ldmatrix.x4),
 //   scores scaled by scale*log2(e) inside the exp2 FMA, online softmax in registers (row
 //   max and sum across the 4 lanes of a quad), P converted to bf16 A fragments directly
@@ -75,7 +77,8 @@ struct PrefillConfig {
   static constexpr int kDTiles = kDim / 8;        // n8 tiles of O
   static constexpr int kQElems = kBlockM * kStride;
   static constexpr int kKVElems = kBlockN * kStride;
-  static constexpr size_t kSmemBytes = sizeof(bf16) * (kQElems + 4 * kKVElems);
+  static constexpr int kStages = 3;  // K/V tiles in shared memory: computing, two in flight
+  static constexpr size_t kSmemBytes = sizeof(bf16) * (kQElems + 2 * kStages * kKVElems);
   // Two CTAs per SM where shared memory allows (registers decide in the end).
   static constexpr int kMinBlocksPerSm = 2 * kSmemBytes <= 220 * 1024 && kWarps <= 4 ? 2 : 1;
   static_assert(kBlockN % 16 == 0 && kDim % 16 == 0, "mma tiles");
@@ -149,8 +152,8 @@ __global__ void __launch_bounds__(PrefillConfig<kDim, kWarps, kMTiles, kBlockN>:
   using C = PrefillConfig<kDim, kWarps, kMTiles, kBlockN>;
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* q_s = reinterpret_cast<bf16*>(smem);  // [kBlockM][kStride]
-  bf16* k_s = q_s + C::kQElems;               // [2][kBlockN][kStride]
-  bf16* v_s = k_s + 2 * C::kKVElems;          // [2][kBlockN][kStride]
+  bf16* k_s = q_s + C::kQElems;               // [kStages][kBlockN][kStride]
+  bf16* v_s = k_s + C::kStages * C::kKVElems;  // [kStages][kBlockN][kStride]
   // Union of the rows' visible keys [0]..[1]; keys every row sees [2]..[3].
   __shared__ int key_range[4];
   // Visible keys [x, y] of each row of the tile (read only by tiles that need a mask).
@@ -278,27 +281,32 @@ __global__ void __launch_bounds__(PrefillConfig<kDim, kWarps, kMTiles, kBlockN>:
 
   if (union_hi >= union_lo) {
     const int first_tile = union_lo / C::kBlockN, last_tile = union_hi / C::kBlockN;
+    // Prologue: tiles first and first + 1 in flight, one commit group each (empty when
+    // there is no second tile, so that the group count stays uniform).
     load_kv_tile(first_tile, 0);
+    CpAsyncCommit();
+    if (first_tile < last_tile) load_kv_tile(first_tile + 1, 1);
     CpAsyncCommit();
 
     uint32_t q_frag[C::kQInRegisters ? C::kKSteps : 1][4];
     if constexpr (C::kQInRegisters) {
-      CpAsyncWait<1>();  // Q landed (the first K/V tile may still be in flight)
+      CpAsyncWait<2>();  // Q landed (the first K/V tiles may still be in flight)
       __syncthreads();
 #pragma unroll
       for (int kk = 0; kk < C::kKSteps; ++kk) LdMatrixX4(q_lane + kk * 32, q_frag[kk]);
     }
 
+    int stage = 0;  // (tile - first_tile) % kStages
     for (int tile = first_tile; tile <= last_tile; ++tile) {
-      const int stage = (tile - first_tile) & 1;
-      if (tile < last_tile) {
-        load_kv_tile(tile + 1, stage ^ 1);
-        CpAsyncCommit();
-        CpAsyncWait<1>();
-      } else {
-        CpAsyncWait<0>();
-      }
-      __syncthreads();  // tile's K and V (and Q) visible to all warps
+      // Groups committed so far end with tile + 1's (maybe empty): all but the newest one
+      // complete means this tile (and Q) landed.
+      CpAsyncWait<1>();
+      // This tile visible to all warps, and every warp done with tile - 1, whose stage
+      // (tile + 2's, modulo kStages) is refilled next.
+      __syncthreads();
+      const int refill = stage == 0 ? C::kStages - 1 : stage - 1;
+      if (tile + 2 <= last_tile) load_kv_tile(tile + 2, refill);
+      CpAsyncCommit();
 
       // S = Q K^T (kRowsPerWarp x kBlockN per warp).
       float s[kMTiles][C::kNTiles][4];
@@ -423,7 +431,7 @@ __global__ void __launch_bounds__(PrefillConfig<kDim, kWarps, kMTiles, kBlockN>:
           }
         }
       }
-      __syncthreads();  // every warp is done with this stage before it is refilled
+      stage = stage == C::kStages - 1 ? 0 : stage + 1;
     }
   }
   // No copy may still be writing Q rows (an empty key range never waited for them).
