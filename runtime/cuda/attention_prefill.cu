@@ -6,7 +6,7 @@
 // Cost: 4 * visible_keys * head_dim FLOPs per (query, head) on the tensor cores, plus one
 // exp2 per score on the SFU; K and V are read from L2 once per 128-query tile.
 //
-// Design (head_dim = D). Two tile shapes, both 128 query rows per CTA (AttentionPrefillTiles):
+// Design (head_dim = D). Three tile shapes, all 128 query rows per CTA (AttentionPrefillTiles):
 //   rows32 (default, D = 64 and 128): 4 warps x 32 rows (two m16 blocks of mma.m16n8k16
 //     per warp, FlashAttention-2's split), so every K/V fragment read from shared memory
 //     serves 32 rows; Q fragments re-read from shared memory each key tile. Key tiles of
@@ -14,6 +14,8 @@
 //   rows16 (D = 256 always; D = 64 and 128 on request): 8 warps x 16 rows; Q fragments in
 //     registers for D <= 128 (D = 256: from shared memory, registers do not allow it);
 //     key tiles of 64 keys (32 at D = 256). One CTA per SM.
+//   wgmma (D = 64 and 128, on request until timed on the GPU): 2 warpgroups x 64 rows, S and
+//     P·V on wgmma (sm_90a), see the block comment above AttentionPrefillWgmmaKernel.
 //   Shared-memory traffic per FLOP, D = 128: rows16 reads 32 KiB of K/V fragments per
 //   16 x 64 x 128 x 4 FLOPs (16 FLOP/B); rows32 reads 8 + 8 KiB of K/V and 8 KiB of Q per
 //   32 x 32 x 128 x 4 (21.8 FLOP/B). At 128 B/clock/SM, 16 FLOP/B caps the tensor rate at
@@ -31,8 +33,8 @@
 //   Q [128][D+8], K [3][kBlockN][D+8], V [3][kBlockN][D+8], plus 1 KiB of row ranges.
 //   rows32: D=64 72 KiB, D=128 85 KiB (two CTAs per SM); rows16: D=64 72 KiB, D=128
 //   136 KiB, D=256 165 KiB.
-// - Registers (ptxas, sm_90a, no spills): rows32 D=64 218-226, D=128 254; rows16 D=64 154,
-//   D=128 211, D=256 238-240. O is kRowsPerWarp x D f32 per warp, S kRowsPerWarp x kBlockN.
+// - Registers (ptxas, sm_90a, no spills): rows32 D=64 226, D=128 254; rows16 D=64 151,
+//   D=128 213, D=256 240; wgmma D=64 120, D=128 167 (129 KiB shared memory, one CTA/SM). O is kRowsPerWarp x D f32 per warp, S kRowsPerWarp x kBlockN.
 // - Pipeline: cp.async, three K/V stages: while key tile t is computed, tiles t+1 and t+2
 //   are in flight. One barrier per tile: after it, tile t has landed for every warp and
 //   every warp is done with tile t-1, whose stage receives tile t+2.
@@ -494,6 +496,436 @@ absl::Status Launch(const bf16* q, const bf16* k, const bf16* v, const int32_t* 
   return absl::OkStatus();
 }
 
+// --- wgmma variant (sm_90a): AttentionPrefillTiles::kWgmma ---------------------------------
+//
+// Same algorithm, tiles and masks as the 8-warp mma.sync shape (128 query rows, warp w owns
+// rows 16w..16w+15, key tiles of 64, three K/V stages, one barrier per tile), with the two
+// products on warpgroup MMA: warpgroup g (warps 4g..4g+3) owns rows 64g..64g+63.
+//   S = Q K^T: wgmma.m64n64k16, Q and K from shared memory (both K-major), D/16 steps.
+//   O += P V: wgmma.m64n{D}k16, P from registers (the S accumulators repacked as bf16: the
+//     accumulator layout of wgmma per warp is the C layout of mma.m16n8k16, the register A
+//     layout is its A layout), V from shared memory N-major (imm-trans-b = 1), 4 steps.
+// Shared memory is in the 128-byte swizzle of wgmma: a row of 64 bf16 (128 bytes) per
+// "atom row", 16-byte chunk c of row r stored at chunk c ^ (r % 8), atoms of 8 rows 1024
+// bytes apart (SBO); head_dim 128 is two atoms wide: [D / 64][rows][64]. For V (N-major
+// B) the 64-wide d blocks are LBO apart and 8-key groups SBO = 1024 apart.
+constexpr int kWgmmaBlockM = 128;
+constexpr int kWgmmaBlockN = 64;
+constexpr int kWgmmaStages = 3;
+constexpr int kWgmmaThreads = 256;
+
+template <int kDim>
+struct WgmmaConfig {
+  static constexpr int kAtoms = kDim / 64;                     // 128-byte column blocks
+  static constexpr uint32_t kQAtomBytes = kWgmmaBlockM * 128;  // one column block of Q
+  static constexpr uint32_t kKVAtomBytes = kWgmmaBlockN * 128;
+  static constexpr uint32_t kQBytes = kAtoms * kQAtomBytes;
+  static constexpr uint32_t kKVBytes = kAtoms * kKVAtomBytes;  // one stage of K (or V)
+  static constexpr int kStride = kDim + 8;  // epilogue staging rows (bf16), in the K stages
+  static constexpr size_t kSmemBytes =
+      1024 + kQBytes + 2 * kWgmmaStages * static_cast<size_t>(kKVBytes);  // + alignment
+  static_assert(kWgmmaBlockM * kStride * 2 <= kWgmmaStages * kKVBytes, "staging fits");
+};
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)  // device helpers of the wgmma shape: sm_90a only
+// Byte offset of element (row, col) in a 128-byte-swizzled [kDim / 64][rows][64] tile.
+__device__ __forceinline__ uint32_t SwizzledOffset(int row, int col, uint32_t atom_bytes) {
+  const int chunk = (col & 63) >> 3;
+  return (col >> 6) * atom_bytes + row * 128 + ((chunk ^ (row & 7)) << 4) + (col & 7) * 2;
+}
+
+// wgmma shared-memory descriptor: 128-byte swizzle, start address, LBO and SBO in 16-byte
+// units (PTX ISA "Matrix Descriptor Format").
+__device__ __forceinline__ uint64_t WgmmaDescriptor(uint32_t address, uint32_t lbo, uint32_t sbo) {
+  return static_cast<uint64_t>((address & 0x3FFFF) >> 4) |
+         (static_cast<uint64_t>((lbo & 0x3FFFF) >> 4) << 16) |
+         (static_cast<uint64_t>((sbo & 0x3FFFF) >> 4) << 32) | (uint64_t{1} << 62);
+}
+
+__device__ __forceinline__ void WgmmaFence() {
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void WgmmaCommit() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void WgmmaWaitAll() {
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+}
+// Makes the compiler treat `x` as produced here: accumulators written asynchronously by
+// wgmma are read only after the wait.
+__device__ __forceinline__ void FenceOperand(float& x) { asm volatile("" : "+f"(x)::"memory"); }
+__device__ __forceinline__ void FenceOperand(uint32_t& x) {
+  asm volatile("" : "+r"(x)::"memory");
+}
+__device__ __forceinline__ void FenceProxyAsync() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+// D (64 x 64 f32) += A (64 x 16 bf16) * B (16 x 64 bf16), both K-major in shared memory.
+__device__ __forceinline__ void WgmmaSS64(float (&d)[32], uint64_t desc_a,
+                                          uint64_t desc_b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+      "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
+        "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
+        "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),
+        "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),
+        "+f"(d[30]), "+f"(d[31])
+      : "l"(desc_a), "l"(desc_b), "n"(1));
+}
+
+// D (64 x 64 f32) += A (64 x 16 bf16 in registers, each warp's 16 rows in the A layout of
+// mma.m16n8k16) * B (16 x 64 bf16 in shared memory, N-major: imm-trans-b = 1).
+__device__ __forceinline__ void WgmmaRS64(float (&d)[32], const uint32_t (&a)[4],
+                                          uint64_t desc_b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+      "}, {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
+        "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
+        "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),
+        "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),
+        "+f"(d[30]), "+f"(d[31])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "n"(1));
+}
+
+// D (64 x 128 f32) += A (64 x 16 bf16 in registers, each warp's 16 rows in the A layout of
+// mma.m16n8k16) * B (16 x 128 bf16 in shared memory, N-major: imm-trans-b = 1).
+__device__ __forceinline__ void WgmmaRS128(float (&d)[64], const uint32_t (&a)[4],
+                                          uint64_t desc_b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+      "}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
+        "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
+        "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),
+        "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),
+        "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),
+        "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
+        "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]),
+        "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]),
+        "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "n"(1));
+}
+
+template <int kDim>
+__device__ __forceinline__ void WgmmaPV(float (&o)[kDim / 2], const uint32_t (&a)[4],
+                                        uint64_t desc_b);
+template <>
+__device__ __forceinline__ void WgmmaPV<64>(float (&o)[32], const uint32_t (&a)[4],
+                                            uint64_t desc_b) {
+  WgmmaRS64(o, a, desc_b);
+}
+template <>
+__device__ __forceinline__ void WgmmaPV<128>(float (&o)[64], const uint32_t (&a)[4],
+                                             uint64_t desc_b) {
+  WgmmaRS128(o, a, desc_b);
+}
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+
+template <int kDim>
+__global__ void __launch_bounds__(kWgmmaThreads, 1)
+    AttentionPrefillWgmmaKernel(const bf16* __restrict__ q, const bf16* __restrict__ k,
+                                const bf16* __restrict__ v,
+                                const int32_t* __restrict__ positions, int batch, int seq,
+                                int heads, int kv_len, int kv_heads, int q_tiles,
+                                AttentionKernelParams params, bf16* __restrict__ out) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using C = WgmmaConfig<kDim>;
+  constexpr int kNTiles = kWgmmaBlockN / 8;
+  constexpr int kDTiles = kDim / 8;
+  constexpr int kChunksPerRow = kDim / 8;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  // 1024-byte aligned base: the swizzle pattern repeats every 1024 bytes (base offset 0).
+  const uint32_t raw_address = SmemAddress(smem_raw);
+  const uint32_t align_pad = ((raw_address + 1023) & ~1023u) - raw_address;
+  unsigned char* smem = smem_raw + align_pad;
+  const uint32_t q_address = raw_address + align_pad;
+  const uint32_t k_address = q_address + C::kQBytes;
+  const uint32_t v_address = k_address + kWgmmaStages * C::kKVBytes;
+  __shared__ int key_range[4];
+  __shared__ int2 row_keys[kWgmmaBlockM];
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int group = lane >> 2, quad = lane & 3;
+  const int warpgroup = warp >> 2;
+  const int heads_x_batch = heads * batch;
+  const int q_tile = q_tiles - 1 - static_cast<int>(blockIdx.x) / heads_x_batch;
+  const int head_batch = static_cast<int>(blockIdx.x) % heads_x_batch;
+  const int h = head_batch % heads, b = head_batch / heads;
+  const int kvh = h / (heads / kv_heads);
+  const int s0 = q_tile * kWgmmaBlockM;
+  const int warp_row0 = warp * 16;
+
+  if (tid == 0) {
+    key_range[0] = INT_MAX;
+    key_range[1] = -1;
+    key_range[2] = INT_MIN;
+    key_range[3] = INT_MAX;
+  }
+  {
+    const int64_t q_row_stride = int64_t{heads} * kDim;
+    const bf16* q_base = q + (int64_t{b} * seq * heads + h) * kDim;
+    for (int idx = tid; idx < kWgmmaBlockM * kChunksPerRow; idx += kWgmmaThreads) {
+      const int r = idx / kChunksPerRow, c = (idx % kChunksPerRow) * 8;
+      const bool valid = s0 + r < seq;
+      const int64_t offset = valid ? (s0 + r) * q_row_stride + c : 0;
+      CpAsync16(smem + SwizzledOffset(r, c, C::kQAtomBytes), q_base + offset, valid);
+    }
+    CpAsyncCommit();
+  }
+  __syncthreads();  // key_range initialized
+  {
+    int union_lo = INT_MAX, union_hi = -1, common_lo = INT_MIN, common_hi = INT_MAX;
+    for (int r = tid; r < kWgmmaBlockM; r += kWgmmaThreads) {
+      int lo = 0, hi = -1;
+      if (s0 + r < seq) {
+        VisibleKeys(positions[int64_t{b} * seq + s0 + r], kv_len, params, &lo, &hi);
+        if (hi >= lo) {
+          union_lo = min(union_lo, lo);
+          union_hi = max(union_hi, hi);
+        }
+        common_lo = max(common_lo, lo);
+        common_hi = min(common_hi, hi);
+      }
+      row_keys[r] = make_int2(lo, hi);
+    }
+    union_lo = __reduce_min_sync(0xffffffffu, union_lo);
+    union_hi = __reduce_max_sync(0xffffffffu, union_hi);
+    common_lo = __reduce_max_sync(0xffffffffu, common_lo);
+    common_hi = __reduce_min_sync(0xffffffffu, common_hi);
+    if (lane == 0) {
+      atomicMin(&key_range[0], union_lo);
+      atomicMax(&key_range[1], union_hi);
+      atomicMax(&key_range[2], common_lo);
+      atomicMin(&key_range[3], common_hi);
+    }
+  }
+  __syncthreads();
+  const int union_lo = key_range[0], union_hi = key_range[1];
+  const int common_lo = key_range[2], common_hi = key_range[3];
+
+  const int64_t kv_row_stride = int64_t{kv_heads} * kDim;
+  const bf16* k_base = k + (int64_t{b} * kv_len * kv_heads + kvh) * kDim;
+  const bf16* v_base = v + (int64_t{b} * kv_len * kv_heads + kvh) * kDim;
+  auto load_kv_tile = [&](int tile, int stage) {
+    const int j0 = tile * kWgmmaBlockN;
+    unsigned char* ks = smem + C::kQBytes + stage * C::kKVBytes;
+    unsigned char* vs = smem + C::kQBytes + (kWgmmaStages + stage) * C::kKVBytes;
+#pragma unroll
+    for (int i = 0; i < kWgmmaBlockN * kChunksPerRow / kWgmmaThreads; ++i) {
+      const int idx = tid + i * kWgmmaThreads;
+      const int r = idx / kChunksPerRow, c = (idx % kChunksPerRow) * 8;
+      const int key = j0 + r;
+      const bool valid = key >= union_lo && key <= union_hi;
+      const int64_t offset = valid ? key * kv_row_stride + c : 0;
+      const uint32_t dst = SwizzledOffset(r, c, C::kKVAtomBytes);
+      CpAsync16(ks + dst, k_base + offset, valid);
+      CpAsync16(vs + dst, v_base + offset, valid);
+    }
+  };
+
+  const bool transform_scores = params.logit_softcap > 0.0f || !(params.scale > 0.0f);
+  const float score_mult = transform_scores ? 1.0f : params.scale * kLog2e;
+
+  // o[4 dt + e] and s[4 nt + e]: the mma.m16n8 C layout per n8 tile (row group + 8 (e >> 1),
+  // column 8 tile + 2 quad + (e & 1)).
+  float o[kDim / 2];
+#pragma unroll
+  for (int i = 0; i < kDim / 2; ++i) o[i] = 0.0f;
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
+
+  if (union_hi >= union_lo) {
+    const int first_tile = union_lo / kWgmmaBlockN, last_tile = union_hi / kWgmmaBlockN;
+    load_kv_tile(first_tile, 0);
+    CpAsyncCommit();
+    if (first_tile < last_tile) load_kv_tile(first_tile + 1, 1);
+    CpAsyncCommit();
+
+    int stage = 0;
+    for (int tile = first_tile; tile <= last_tile; ++tile) {
+      CpAsyncWait<1>();
+      FenceProxyAsync();  // this thread's cp.async writes -> visible to the async proxy
+      __syncthreads();
+      const int refill = stage == 0 ? kWgmmaStages - 1 : stage - 1;
+      if (tile + 2 <= last_tile) load_kv_tile(tile + 2, refill);
+      CpAsyncCommit();
+
+      // S = Q K^T for this warpgroup's 64 rows.
+      float s[kNTiles * 4];
+#pragma unroll
+      for (int i = 0; i < kNTiles * 4; ++i) s[i] = 0.0f;
+#pragma unroll
+      for (int i = 0; i < kNTiles * 4; ++i) FenceOperand(s[i]);
+      WgmmaFence();
+      const uint32_t k_stage = k_address + stage * C::kKVBytes;
+#pragma unroll
+      for (int kk = 0; kk < kDim / 16; ++kk) {
+        const uint32_t column = (kk & 3) * 32;  // k16 step inside the 128-byte row
+        const uint64_t desc_q = WgmmaDescriptor(
+            q_address + (kk >> 2) * C::kQAtomBytes + warpgroup * 64 * 128 + column, 16, 1024);
+        const uint64_t desc_k =
+            WgmmaDescriptor(k_stage + (kk >> 2) * C::kKVAtomBytes + column, 16, 1024);
+        WgmmaSS64(s, desc_q, desc_k);
+      }
+      WgmmaCommit();
+      WgmmaWaitAll();
+#pragma unroll
+      for (int i = 0; i < kNTiles * 4; ++i) FenceOperand(s[i]);
+
+      if (transform_scores) {
+#pragma unroll
+        for (int i = 0; i < kNTiles * 4; ++i) {
+          s[i] = CapScore(s[i] * params.scale, params.logit_softcap) * kLog2e;
+        }
+      }
+      const int j0 = tile * kWgmmaBlockN;
+      if (!(j0 >= common_lo && j0 + kWgmmaBlockN - 1 <= common_hi)) {
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int2 keys = row_keys[warp_row0 + group + 8 * half];
+#pragma unroll
+          for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+            for (int e = 2 * half; e < 2 * half + 2; ++e) {
+              const int key = j0 + nt * 8 + 2 * quad + (e & 1);
+              if (key < keys.x || key > keys.y) s[4 * nt + e] = -INFINITY;
+            }
+        }
+      }
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        float tile_max = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < kNTiles; ++nt) {
+          tile_max = fmaxf(tile_max, fmaxf(s[4 * nt + 2 * half], s[4 * nt + 2 * half + 1]));
+        }
+        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
+        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
+        const float new_max = fmaxf(row_max[half], tile_max);
+        const float base = new_max == -INFINITY ? 0.0f : new_max * score_mult;
+        const float alpha = Exp2(row_max[half] * score_mult - base);
+        row_max[half] = new_max;
+        float tile_sum = 0.0f;
+#pragma unroll
+        for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+          for (int e = 2 * half; e < 2 * half + 2; ++e) {
+            s[4 * nt + e] = Exp2(fmaf(s[4 * nt + e], score_mult, -base));
+            tile_sum += s[4 * nt + e];
+          }
+        row_sum[half] = row_sum[half] * alpha + tile_sum;
+#pragma unroll
+        for (int dt = 0; dt < kDTiles; ++dt) {
+          o[4 * dt + 2 * half] *= alpha;
+          o[4 * dt + 2 * half + 1] *= alpha;
+        }
+      }
+
+      // O += P V; P's A fragment for keys 16kk..16kk+15 from S n-tiles 2kk and 2kk+1.
+      uint32_t p_reg[kWgmmaBlockN / 16][4];
+#pragma unroll
+      for (int kk = 0; kk < kWgmmaBlockN / 16; ++kk) {
+        p_reg[kk][0] = PackBf16(s[8 * kk + 0], s[8 * kk + 1]);
+        p_reg[kk][1] = PackBf16(s[8 * kk + 2], s[8 * kk + 3]);
+        p_reg[kk][2] = PackBf16(s[8 * kk + 4], s[8 * kk + 5]);
+        p_reg[kk][3] = PackBf16(s[8 * kk + 6], s[8 * kk + 7]);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) FenceOperand(p_reg[kk][e]);
+      }
+#pragma unroll
+      for (int i = 0; i < kDim / 2; ++i) FenceOperand(o[i]);
+      WgmmaFence();
+      const uint32_t v_stage = v_address + stage * C::kKVBytes;
+#pragma unroll
+      for (int kk = 0; kk < kWgmmaBlockN / 16; ++kk) {
+        const uint64_t desc_v = WgmmaDescriptor(v_stage + kk * 16 * 128, C::kKVAtomBytes, 1024);
+        WgmmaPV<kDim>(o, p_reg[kk], desc_v);
+      }
+      WgmmaCommit();
+      WgmmaWaitAll();
+#pragma unroll
+      for (int i = 0; i < kDim / 2; ++i) FenceOperand(o[i]);
+      stage = stage == kWgmmaStages - 1 ? 0 : stage + 1;
+    }
+  }
+  CpAsyncWait<0>();
+  __syncthreads();  // every warp done with the K stages (the epilogue staging area)
+
+  bf16* staging = reinterpret_cast<bf16*>(smem + C::kQBytes);
+  bf16* out_rows = staging + warp_row0 * C::kStride;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    float total = row_sum[half];
+    total += __shfl_xor_sync(0xffffffffu, total, 1);
+    total += __shfl_xor_sync(0xffffffffu, total, 2);
+    const float inv = total > 0.0f ? 1.0f / total : 0.0f;
+    bf16* dst = out_rows + (group + 8 * half) * C::kStride + 2 * quad;
+#pragma unroll
+    for (int dt = 0; dt < kDTiles; ++dt) {
+      *reinterpret_cast<uint32_t*>(dst + dt * 8) =
+          PackBf16(o[4 * dt + 2 * half] * inv, o[4 * dt + 2 * half + 1] * inv);
+    }
+  }
+  __syncwarp();
+  const int64_t out_row_stride = int64_t{heads} * kDim;
+  bf16* out_base = out + (int64_t{b} * seq * heads + h) * kDim;
+#pragma unroll
+  for (int i = 0; i < 16 * kChunksPerRow / 32; ++i) {
+    const int idx = lane + 32 * i;
+    const int r = idx / kChunksPerRow, c = (idx % kChunksPerRow) * 8;
+    const int s_idx = s0 + warp_row0 + r;
+    if (s_idx < seq) {
+      *reinterpret_cast<Bf16x8*>(out_base + s_idx * out_row_stride + c) =
+          *reinterpret_cast<const Bf16x8*>(out_rows + r * C::kStride + c);
+    }
+  }
+#else
+  __trap();  // wgmma exists only in sm_90a code (the compute_90 PTX cannot run this shape)
+#endif
+}
+
+template <int kDim>
+absl::Status LaunchWgmma(const bf16* q, const bf16* k, const bf16* v, const int32_t* positions,
+                         int64_t batch, int64_t seq, int64_t heads, int64_t kv_len,
+                         int64_t kv_heads, const AttentionKernelParams& params, bf16* out,
+                         cudaStream_t stream) {
+  using C = WgmmaConfig<kDim>;
+  static const cudaError_t attribute_error = cudaFuncSetAttribute(
+      AttentionPrefillWgmmaKernel<kDim>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+      static_cast<int>(C::kSmemBytes));
+  TESSEL_CUDA_RETURN_IF_ERROR(attribute_error);
+  const int64_t q_tiles = CeilDiv(seq, kWgmmaBlockM);
+  const int64_t blocks = q_tiles * heads * batch;
+  if (blocks > 0x7fffffff) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("attention: ", blocks, " blocks (seq x heads x batch) is too many"));
+  }
+  AttentionPrefillWgmmaKernel<kDim>
+      <<<static_cast<unsigned>(blocks), kWgmmaThreads, C::kSmemBytes, stream>>>(
+          q, k, v, positions, static_cast<int>(batch), static_cast<int>(seq),
+          static_cast<int>(heads), static_cast<int>(kv_len), static_cast<int>(kv_heads),
+          static_cast<int>(q_tiles), params, out);
+  TESSEL_CUDA_RETURN_IF_LAUNCH_ERROR("AttentionPrefillWgmmaKernel");
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status LaunchAttentionPrefillWithTiles(const bf16* q, const bf16* k, const bf16* v,
@@ -517,6 +949,14 @@ absl::Status LaunchAttentionPrefillWithTiles(const bf16* q, const bf16* k, const
   }
   if (tiles == AttentionPrefillTiles::kDefault) tiles = AttentionPrefillTiles::kRows32PerWarp;
   const bool rows32 = tiles == AttentionPrefillTiles::kRows32PerWarp;
+  if (tiles == AttentionPrefillTiles::kWgmma && head_dim == 64) {
+    return LaunchWgmma<64>(q, k, v, positions, batch, seq, heads, kv_len, kv_heads, params, out,
+                           stream);
+  }
+  if (tiles == AttentionPrefillTiles::kWgmma && head_dim == 128) {
+    return LaunchWgmma<128>(q, k, v, positions, batch, seq, heads, kv_len, kv_heads, params,
+                            out, stream);
+  }
   switch (head_dim) {
     case 64:
       return rows32 ? Launch<64, 4, 2, 64>(q, k, v, positions, batch, seq, heads, kv_len, kv_heads,

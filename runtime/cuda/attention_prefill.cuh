@@ -24,11 +24,13 @@ absl::Status LaunchAttentionPrefill(const bf16* q, const bf16* k, const bf16* v,
                                     int64_t head_dim, const AttentionKernelParams& params,
                                     bf16* out, cudaStream_t stream);
 
-/// Tile shapes of the prefill kernel (both compute the same function; tests check both and
-/// the benchmark times both). kRows16PerWarp: 8 warps x 16 query rows, Q fragments kept in
-/// registers; kRows32PerWarp: 4 warps x 32 rows, each K/V fragment serves 32 rows. head_dim
-/// 256 always runs 8 warps x 16 rows. kDefault: the one LaunchAttentionPrefill uses.
-enum class AttentionPrefillTiles { kDefault, kRows16PerWarp, kRows32PerWarp };
+/// Tile shapes of the prefill kernel (all compute the same function; tests check each and
+/// the benchmark times each). kRows16PerWarp: 8 warps x 16 query rows with mma.sync, Q
+/// fragments kept in registers; kRows32PerWarp: 4 warps x 32 rows with mma.sync, each K/V
+/// fragment serves 32 rows; kWgmma: 2 warpgroups x 64 rows with wgmma (sm_90a; head_dim 64
+/// and 128). head_dim 256 always runs 8 warps x 16 rows with mma.sync. kDefault: the one
+/// LaunchAttentionPrefill uses.
+enum class AttentionPrefillTiles { kDefault, kRows16PerWarp, kRows32PerWarp, kWgmma };
 
 /// LaunchAttentionPrefill with an explicit tile shape.
 absl::Status LaunchAttentionPrefillWithTiles(const bf16* q, const bf16* k, const bf16* v,

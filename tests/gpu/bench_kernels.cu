@@ -297,12 +297,13 @@ int Main() {
     std::string shape = std::to_string(p.seq) + " tok " + std::to_string(p.heads) + "/" +
                         std::to_string(p.kv_heads) + "x" + std::to_string(p.dim) + " causal";
     if (p.batch > 1) shape = "b" + std::to_string(p.batch) + " " + shape;
-    // The default tile shape, then the other one (head_dim <= 128) for comparison.
+    // The default tile shape, then each shape (head_dim <= 128) for comparison.
     std::vector<std::pair<AttentionPrefillTiles, std::string>> shapes = {
         {AttentionPrefillTiles::kDefault, ""}};
     if (p.dim <= 128) {
       shapes.push_back({AttentionPrefillTiles::kRows32PerWarp, " (rows32)"});
       shapes.push_back({AttentionPrefillTiles::kRows16PerWarp, " (rows16)"});
+      shapes.push_back({AttentionPrefillTiles::kWgmma, " (wgmma)"});
     }
     for (const auto& [tiles, tiles_name] : shapes) {
       const double us = TimeUs(1, [&](int) {

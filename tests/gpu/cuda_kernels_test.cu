@@ -622,10 +622,13 @@ TEST(CudaKernels, AttentionPrefillShapes) {
     kp.causal = c.causal;
     kp.sliding_window = c.window;
     kp.logit_softcap = static_cast<float>(c.softcap);
-    // Both tile shapes (head_dim 256 has one).
+    // Every tile shape (head_dim 256 has one).
     std::vector<std::pair<AttentionPrefillTiles, std::string>> shapes = {
         {AttentionPrefillTiles::kRows16PerWarp, "rows16"}};
-    if (c.head_dim <= 128) shapes.push_back({AttentionPrefillTiles::kRows32PerWarp, "rows32"});
+    if (c.head_dim <= 128) {
+      shapes.push_back({AttentionPrefillTiles::kRows32PerWarp, "rows32"});
+      shapes.push_back({AttentionPrefillTiles::kWgmma, "wgmma"});
+    }
     for (const auto& [tiles, tiles_name] : shapes) {
       SCOPED_TRACE(tiles_name);
       out_d.Poison();
