@@ -638,7 +638,7 @@ TEST(CudaKernels, AttentionPrefillShapes) {
       ASSERT_CUDA_OK(cudaDeviceSynchronize());
       ASSERT_CUDA_OK(cudaGetLastError());
       const std::vector<float> got = ToF32(out_d.Download());
-      EXPECT_CLOSE("attention_prefill", got, ref, kBf16Tolerance);
+      EXPECT_CLOSE("attention_prefill " + tiles_name, got, ref, kBf16Tolerance);
 
       // Row by row: a query with no visible key must be exactly zero, any other within
       // kRowTolerance of its own norm.
@@ -674,7 +674,7 @@ TEST(CudaKernels, AttentionPrefillShapes) {
           }
         }
       }
-      Record("attention_prefill (worst row)", worst_row);
+      Record("attention_prefill " + tiles_name + " (worst row)", worst_row);
       EXPECT_EQ(bad_rows, 0) << bad_rows << " rows over " << kRowTolerance;
       if (c.name.find("no-visible") != std::string::npos) EXPECT_GT(empty_rows, 0);
     }
