@@ -305,7 +305,9 @@ int Main() {
       shapes.push_back({AttentionPrefillTiles::kRows16PerWarp, " (rows16)"});
       shapes.push_back({AttentionPrefillTiles::kWgmma, " (wgmma)"});
     }
-    for (const auto& [tiles, tiles_name] : shapes) {
+    for (const auto& entry : shapes) {
+      const AttentionPrefillTiles tiles = entry.first;
+      const std::string& tiles_name = entry.second;
       const double us = TimeUs(1, [&](int) {
         CHECK_OK(LaunchAttentionPrefillWithTiles(q, k, v, pos_d, p.batch, p.seq, p.heads, p.seq,
                                                  p.kv_heads, p.dim, params, tiles, out,
