@@ -1,4 +1,4 @@
-// Causal prefill attention on tensor cores (FlashAttention-2 style, mma.sync bf16, f32 softmax).
+// Causal prefill attention on tensor cores (FlashAttention-2 tiles, mma.sync or wgmma, bf16).
 // SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
 //
 // Algorithm: FlashAttention-2 (Dao 2023, "FlashAttention-2: Faster Attention with Better
@@ -34,7 +34,8 @@
 //   rows32: D=64 72 KiB, D=128 85 KiB (two CTAs per SM); rows16: D=64 72 KiB, D=128
 //   136 KiB, D=256 165 KiB.
 // - Registers (ptxas, sm_90a, no spills): rows32 D=64 226, D=128 254; rows16 D=64 151,
-//   D=128 213, D=256 240; wgmma D=64 120, D=128 167 (129 KiB shared memory, one CTA/SM). O is kRowsPerWarp x D f32 per warp, S kRowsPerWarp x kBlockN.
+//   D=128 213, D=256 240; wgmma D=64 120, D=128 167 (129 KiB shared memory, one CTA/SM).
+//   Per warp, O holds kRowsPerWarp x D f32 and S kRowsPerWarp x kBlockN.
 // - Pipeline: cp.async, three K/V stages: while key tile t is computed, tiles t+1 and t+2
 //   are in flight. One barrier per tile: after it, tile t has landed for every warp and
 //   every warp is done with tile t-1, whose stage receives tile t+2.
@@ -477,9 +478,10 @@ absl::Status Launch(const bf16* q, const bf16* k, const bf16* v, const int32_t* 
                     int64_t batch, int64_t seq, int64_t heads, int64_t kv_len, int64_t kv_heads,
                     const AttentionKernelParams& params, bf16* out, cudaStream_t stream) {
   using C = PrefillConfig<kDim, kWarps, kMTiles, kBlockN>;
-  static const cudaError_t attribute_error = cudaFuncSetAttribute(
-      AttentionPrefillKernel<kDim, kWarps, kMTiles, kBlockN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-      static_cast<int>(C::kSmemBytes));
+  static const cudaError_t attribute_error =
+      cudaFuncSetAttribute(AttentionPrefillKernel<kDim, kWarps, kMTiles, kBlockN>,
+                           cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           static_cast<int>(C::kSmemBytes));
   TESSEL_CUDA_RETURN_IF_ERROR(attribute_error);
   const int64_t q_tiles = CeilDiv(seq, C::kBlockM);
   const int64_t blocks = q_tiles * heads * batch;
