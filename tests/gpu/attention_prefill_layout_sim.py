@@ -7,7 +7,8 @@
 # fragment pairing, the masks, the online softmax and the epilogue are transcribed from the
 # kernel. Outputs are compared with a float64 reference. Keep it in step with the kernel when
 # its index math changes; a wrong lane address or fragment order gives errors of order 1.
-# Usage: python3 tests/gpu/attention_prefill_layout_sim.py [seed]   (about 30 s)
+# Also checks the wgmma shape's swizzled stores against its descriptors (see below).
+# Usage: python3 tests/gpu/attention_prefill_layout_sim.py [seed]   (about 40 s)
 import sys
 import numpy as np
 
@@ -262,6 +263,81 @@ def case(name, batch, seq, heads, kv_heads, D, kv_len, firsts, window=0, softcap
       print(f"{name} [{WARPS}x{MT}, N={N}]: rel error {err:.3e}", "OK" if err < 1e-2 else "FAIL", flush=True)
 
 
+# --- wgmma shape: shared-memory stores vs descriptor reads -----------------------------------
+# The kernel's 128-byte-swizzled stores (SwizzledOffset) read back through its descriptors
+# (start address, LBO, SBO) under the canonical SW128 layouts (CUTLASS mma_sm90_desc /
+# make_gmma_desc, units of 16 bytes): K-major ((8,m),(T,2)):((8T,SBO),(1,T)), MN-major
+# ((T,8,m),(8,k)):((1,T,LBO),(8T,SBO)). Hardware semantics beyond that model (and the
+# register fragment layouts of wgmma) are checked only by the GPU test.
+
+
+def swz(addr):  # Swizzle<3,4,3> on byte addresses
+    return addr ^ (((addr >> 7) & 7) << 4)
+
+
+def swizzled_offset(row, col, atom_bytes):  # kernel's SwizzledOffset
+    chunk = (col & 63) >> 3
+    return (col >> 6) * atom_bytes + row * 128 + ((chunk ^ (row & 7)) << 4) + (col & 7) * 2
+
+
+def read_kmajor(mem, start, rows, sbo):  # rows x 16 operand, K-major SW128
+    out = np.zeros((rows, 16))
+    for m in range(rows):
+        for kx in range(16):
+            a = start + (m // 8) * sbo + (m % 8) * 128 + (kx // 8) * 16 + (kx % 8) * 2
+            out[m, kx] = mem[swz(a) // 2]
+    return out
+
+
+def read_mnmajor(mem, start, n, lbo, sbo):  # 16 x n operand (k rows), MN-major SW128
+    out = np.zeros((16, n))
+    for kx in range(16):
+        for j in range(n):
+            a = start + (j // 64) * lbo + (kx // 8) * sbo + (kx % 8) * 128 + ((j % 64) // 8) * 16 + (j % 8) * 2
+            out[kx, j] = mem[swz(a) // 2]
+    return out
+
+
+def check_wgmma_layouts():
+    for D in (64, 128):
+        BM, BN, ST = 128, 64, 3
+        atoms = D // 64
+        qatom, kvatom = BM * 128, BN * 128
+        qbytes, kvbytes = atoms * qatom, atoms * kvatom
+        base = 0  # 1024-aligned
+        mem = np.full((qbytes + 2 * ST * kvbytes) // 2, np.nan)
+        Q = rng.standard_normal((BM, D)); K = rng.standard_normal((BN, D)); V = rng.standard_normal((BN, D))
+        stage = 2
+        for r in range(BM):
+            for c in range(0, D, 8):
+                for e in range(8):
+                    mem[(swizzled_offset(r, c, qatom) + 2 * e) // 2] = Q[r, c + e]
+        kbase = qbytes + stage * kvbytes
+        vbase = qbytes + (ST + stage) * kvbytes
+        for r in range(BN):
+            for c in range(0, D, 8):
+                for e in range(8):
+                    mem[(kbase + swizzled_offset(r, c, kvatom) + 2 * e) // 2] = K[r, c + e]
+                    mem[(vbase + swizzled_offset(r, c, kvatom) + 2 * e) // 2] = V[r, c + e]
+        for wg in range(2):
+            S = np.zeros((64, BN))
+            for kk in range(D // 16):
+                column = (kk & 3) * 32
+                A = read_kmajor(mem, base + (kk >> 2) * qatom + wg * 64 * 128 + column, 64, 1024)
+                B = read_kmajor(mem, kbase + (kk >> 2) * kvatom + column, BN, 1024)  # [n][k]
+                S += A @ B.T
+            ref = Q[64 * wg:64 * wg + 64] @ K.T
+            err = np.abs(S - ref).max()
+            print(f"wgmma D={D} warpgroup {wg}: S error {err:.1e}", "OK" if err < 1e-9 else "FAIL")
+            P = rng.standard_normal((64, BN))
+            O = np.zeros((64, D))
+            for kk in range(BN // 16):
+                B = read_mnmajor(mem, vbase + kk * 16 * 128, D, kvatom, 1024)
+                O += P[:, 16 * kk:16 * kk + 16] @ B
+            err = np.abs(O - P @ V).max()
+            print(f"wgmma D={D} warpgroup {wg}: O error {err:.1e}", "OK" if err < 1e-9 else "FAIL")
+
+
 if __name__ == "__main__":
     case("d64-seq17-gqa", 1, 17, 4, 2, 64, 17, [0])
     case("d128-seq100-cache", 1, 100, 2, 1, 128, 160, [0], ctas={(1, 0)})
@@ -274,3 +350,4 @@ if __name__ == "__main__":
     case("d64-seq200-shuffled-window", 1, 200, 1, 1, 64, 256, [3], window=16, shuffle=True)
     case("d128-seq150-chunk-window", 2, 150, 2, 1, 128, 400, [100, 3], window=40, ctas={(0, 1), (1, 0)})
     case("d128-softcap-shuffled", 1, 140, 2, 2, 128, 140, [0], softcap=30.0, shuffle=True, ctas={(1, 0)})
+    check_wgmma_layouts()
