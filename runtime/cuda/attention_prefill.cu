@@ -14,8 +14,10 @@
 //   rows16 (D = 256 always; D = 64 and 128 on request): 8 warps x 16 rows; Q fragments in
 //     registers for D <= 128 (D = 256: from shared memory, registers do not allow it);
 //     key tiles of 64 keys (32 at D = 256). One CTA per SM.
-//   wgmma (D = 64 and 128, on request until timed on the GPU): 2 warpgroups x 64 rows, S and
-//     P·V on wgmma (sm_90a), see the block comment above AttentionPrefillWgmmaKernel.
+//   wgmma and wgmma-pipelined (D = 64 and 128, on request until timed on the GPU): 2
+//     warpgroups x 64 rows, S and P·V on wgmma (sm_90a); the pipelined one overlaps the
+//     softmax of one key tile with P·V of the previous (block comment above
+//     AttentionPrefillWgmmaKernel).
 //   Shared-memory traffic per FLOP, D = 128: rows16 reads 32 KiB of K/V fragments per
 //   16 x 64 x 128 x 4 FLOPs (16 FLOP/B); rows32 reads 8 + 8 KiB of K/V and 8 KiB of Q per
 //   32 x 32 x 128 x 4 (21.8 FLOP/B). At 128 B/clock/SM, 16 FLOP/B caps the tensor rate at
@@ -34,7 +36,8 @@
 //   rows32: D=64 72 KiB, D=128 85 KiB (two CTAs per SM); rows16: D=64 72 KiB, D=128
 //   136 KiB, D=256 165 KiB.
 // - Registers (ptxas, sm_90a, no spills): rows32 D=64 226, D=128 254; rows16 D=64 151,
-//   D=128 213, D=256 240; wgmma D=64 120, D=128 167 (129 KiB shared memory, one CTA/SM).
+//   D=128 213, D=256 240; wgmma D=64 120, D=128 167 (129 KiB shared memory, one CTA/SM);
+//   wgmma-pipelined D=64 141, D=128 192 (161 KiB: four K/V stages).
 //   Per warp, O holds kRowsPerWarp x D f32 and S kRowsPerWarp x kBlockN.
 // - Pipeline: cp.async, three K/V stages: while key tile t is computed, tiles t+1 and t+2
 //   are in flight. One barrier per tile: after it, tile t has landed for every warp and
@@ -498,7 +501,7 @@ absl::Status Launch(const bf16* q, const bf16* k, const bf16* v, const int32_t* 
   return absl::OkStatus();
 }
 
-// --- wgmma variant (sm_90a): AttentionPrefillTiles::kWgmma ---------------------------------
+// --- wgmma shapes (sm_90a): AttentionPrefillTiles::kWgmma, kWgmmaPipelined ---------------
 //
 // Same algorithm, tiles and masks as the 8-warp mma.sync shape (128 query rows, warp w owns
 // rows 16w..16w+15, key tiles of 64, three K/V stages, one barrier per tile), with the two
@@ -511,13 +514,18 @@ absl::Status Launch(const bf16* q, const bf16* k, const bf16* v, const int32_t* 
 // "atom row", 16-byte chunk c of row r stored at chunk c ^ (r % 8), atoms of 8 rows 1024
 // bytes apart (SBO); head_dim 128 is two atoms wide: [D / 64][rows][64]. For V (N-major
 // B) the 64-wide d blocks are LBO apart and 8-key groups SBO = 1024 apart.
+// Pipelined (AttentionPrefillTiles::kWgmmaPipelined, FlashAttention-3's intra-warpgroup
+// overlap, Shah et al. 2024): per key tile t a warpgroup issues S(t+1) = Q K(t+1)^T and
+// O += P(t) V(t) back to back, waits for S(t+1) only, runs the softmax of t+1 while
+// P(t) V(t) is on the tensor cores, then waits for it and rescales O. K(t+1) is needed one
+// tile earlier, so four K/V stages keep one tile of prefetch slack.
 constexpr int kWgmmaBlockM = 128;
 constexpr int kWgmmaBlockN = 64;
-constexpr int kWgmmaStages = 3;
 constexpr int kWgmmaThreads = 256;
 
-template <int kDim>
+template <int kDim, bool kPipelined>
 struct WgmmaConfig {
+  static constexpr int kStages = kPipelined ? 4 : 3;
   static constexpr int kAtoms = kDim / 64;                     // 128-byte column blocks
   static constexpr uint32_t kQAtomBytes = kWgmmaBlockM * 128;  // one column block of Q
   static constexpr uint32_t kKVAtomBytes = kWgmmaBlockN * 128;
@@ -525,8 +533,8 @@ struct WgmmaConfig {
   static constexpr uint32_t kKVBytes = kAtoms * kKVAtomBytes;  // one stage of K (or V)
   static constexpr int kStride = kDim + 8;  // epilogue staging rows (bf16), in the K stages
   static constexpr size_t kSmemBytes =
-      1024 + kQBytes + 2 * kWgmmaStages * static_cast<size_t>(kKVBytes);  // + alignment
-  static_assert(kWgmmaBlockM * kStride * 2 <= kWgmmaStages * kKVBytes, "staging fits");
+      1024 + kQBytes + 2 * kStages * static_cast<size_t>(kKVBytes);  // + alignment
+  static_assert(kWgmmaBlockM * kStride * 2 <= kStages * kKVBytes, "staging fits");
 };
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)  // device helpers of the wgmma shape: sm_90a only
@@ -641,7 +649,7 @@ __device__ __forceinline__ void WgmmaPV<128>(float (&o)[64], const uint32_t (&a)
 }
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 
-template <int kDim>
+template <int kDim, bool kPipelined>
 __global__ void __launch_bounds__(kWgmmaThreads, 1)
     AttentionPrefillWgmmaKernel(const bf16* __restrict__ q, const bf16* __restrict__ k,
                                 const bf16* __restrict__ v,
@@ -649,10 +657,12 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1)
                                 int heads, int kv_len, int kv_heads, int q_tiles,
                                 AttentionKernelParams params, bf16* __restrict__ out) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using C = WgmmaConfig<kDim>;
+  using C = WgmmaConfig<kDim, kPipelined>;
+  constexpr int kStages = C::kStages;
   constexpr int kNTiles = kWgmmaBlockN / 8;
   constexpr int kDTiles = kDim / 8;
   constexpr int kChunksPerRow = kDim / 8;
+  constexpr int kPSteps = kWgmmaBlockN / 16;  // k16 steps of P V
   extern __shared__ __align__(16) unsigned char smem_raw[];
   // 1024-byte aligned base: the swizzle pattern repeats every 1024 bytes (base offset 0).
   const uint32_t raw_address = SmemAddress(smem_raw);
@@ -660,7 +670,7 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1)
   unsigned char* smem = smem_raw + align_pad;
   const uint32_t q_address = raw_address + align_pad;
   const uint32_t k_address = q_address + C::kQBytes;
-  const uint32_t v_address = k_address + kWgmmaStages * C::kKVBytes;
+  const uint32_t v_address = k_address + kStages * C::kKVBytes;
   __shared__ int key_range[4];
   __shared__ int2 row_keys[kWgmmaBlockM];
 
@@ -729,7 +739,7 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1)
   auto load_kv_tile = [&](int tile, int stage) {
     const int j0 = tile * kWgmmaBlockN;
     unsigned char* ks = smem + C::kQBytes + stage * C::kKVBytes;
-    unsigned char* vs = smem + C::kQBytes + (kWgmmaStages + stage) * C::kKVBytes;
+    unsigned char* vs = smem + C::kQBytes + (kStages + stage) * C::kKVBytes;
 #pragma unroll
     for (int i = 0; i < kWgmmaBlockN * kChunksPerRow / kWgmmaThreads; ++i) {
       const int idx = tid + i * kWgmmaThreads;
@@ -753,118 +763,221 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1)
   for (int i = 0; i < kDim / 2; ++i) o[i] = 0.0f;
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
 
-  if (union_hi >= union_lo) {
-    const int first_tile = union_lo / kWgmmaBlockN, last_tile = union_hi / kWgmmaBlockN;
-    load_kv_tile(first_tile, 0);
-    CpAsyncCommit();
-    if (first_tile < last_tile) load_kv_tile(first_tile + 1, 1);
-    CpAsyncCommit();
-
-    int stage = 0;
-    for (int tile = first_tile; tile <= last_tile; ++tile) {
-      CpAsyncWait<1>();
-      FenceProxyAsync();  // this thread's cp.async writes -> visible to the async proxy
-      __syncthreads();
-      const int refill = stage == 0 ? kWgmmaStages - 1 : stage - 1;
-      if (tile + 2 <= last_tile) load_kv_tile(tile + 2, refill);
-      CpAsyncCommit();
-
-      // S = Q K^T for this warpgroup's 64 rows.
-      float s[kNTiles * 4];
+  // Issues S = Q K^T of the tile in `stage` for this warpgroup's 64 rows (not waited).
+  auto issue_scores = [&](float (&s)[kNTiles * 4], int stage) {
+    const uint32_t k_stage = k_address + stage * C::kKVBytes;
 #pragma unroll
-      for (int i = 0; i < kNTiles * 4; ++i) s[i] = 0.0f;
+    for (int kk = 0; kk < kDim / 16; ++kk) {
+      const uint32_t column = (kk & 3) * 32;  // k16 step inside the 128-byte row
+      const uint64_t desc_q = WgmmaDescriptor(
+          q_address + (kk >> 2) * C::kQAtomBytes + warpgroup * 64 * 128 + column, 16, 1024);
+      const uint64_t desc_k =
+          WgmmaDescriptor(k_stage + (kk >> 2) * C::kKVAtomBytes + column, 16, 1024);
+      WgmmaSS64(s, desc_q, desc_k);
+    }
+  };
+  // Issues O += P V of the tile in `stage` (not waited).
+  auto issue_pv = [&](const uint32_t (&p)[kPSteps][4], int stage) {
+    const uint32_t v_stage = v_address + stage * C::kKVBytes;
 #pragma unroll
-      for (int i = 0; i < kNTiles * 4; ++i) FenceOperand(s[i]);
-      WgmmaFence();
-      const uint32_t k_stage = k_address + stage * C::kKVBytes;
+    for (int kk = 0; kk < kPSteps; ++kk) {
+      const uint64_t desc_v = WgmmaDescriptor(v_stage + kk * 16 * 128, C::kKVAtomBytes, 1024);
+      WgmmaPV<kDim>(o, p[kk], desc_v);
+    }
+  };
+  // Masks, soft-caps and exponentiates the scores of `tile` in place (online softmax: the
+  // row max and sum move on; alpha rescales what O held before this tile).
+  auto softmax = [&](float (&s)[kNTiles * 4], int tile, float (&alpha)[2]) {
+    if (transform_scores) {
 #pragma unroll
-      for (int kk = 0; kk < kDim / 16; ++kk) {
-        const uint32_t column = (kk & 3) * 32;  // k16 step inside the 128-byte row
-        const uint64_t desc_q = WgmmaDescriptor(
-            q_address + (kk >> 2) * C::kQAtomBytes + warpgroup * 64 * 128 + column, 16, 1024);
-        const uint64_t desc_k =
-            WgmmaDescriptor(k_stage + (kk >> 2) * C::kKVAtomBytes + column, 16, 1024);
-        WgmmaSS64(s, desc_q, desc_k);
+      for (int i = 0; i < kNTiles * 4; ++i) {
+        s[i] = CapScore(s[i] * params.scale, params.logit_softcap) * kLog2e;
       }
-      WgmmaCommit();
-      WgmmaWaitAll();
-#pragma unroll
-      for (int i = 0; i < kNTiles * 4; ++i) FenceOperand(s[i]);
-
-      if (transform_scores) {
-#pragma unroll
-        for (int i = 0; i < kNTiles * 4; ++i) {
-          s[i] = CapScore(s[i] * params.scale, params.logit_softcap) * kLog2e;
-        }
-      }
-      const int j0 = tile * kWgmmaBlockN;
-      if (!(j0 >= common_lo && j0 + kWgmmaBlockN - 1 <= common_hi)) {
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          const int2 keys = row_keys[warp_row0 + group + 8 * half];
-#pragma unroll
-          for (int nt = 0; nt < kNTiles; ++nt)
-#pragma unroll
-            for (int e = 2 * half; e < 2 * half + 2; ++e) {
-              const int key = j0 + nt * 8 + 2 * quad + (e & 1);
-              if (key < keys.x || key > keys.y) s[4 * nt + e] = -INFINITY;
-            }
-        }
-      }
+    }
+    const int j0 = tile * kWgmmaBlockN;
+    if (!(j0 >= common_lo && j0 + kWgmmaBlockN - 1 <= common_hi)) {
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
-        float tile_max = -INFINITY;
-#pragma unroll
-        for (int nt = 0; nt < kNTiles; ++nt) {
-          tile_max = fmaxf(tile_max, fmaxf(s[4 * nt + 2 * half], s[4 * nt + 2 * half + 1]));
-        }
-        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
-        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
-        const float new_max = fmaxf(row_max[half], tile_max);
-        const float base = new_max == -INFINITY ? 0.0f : new_max * score_mult;
-        const float alpha = Exp2(row_max[half] * score_mult - base);
-        row_max[half] = new_max;
-        float tile_sum = 0.0f;
+        const int2 keys = row_keys[warp_row0 + group + 8 * half];
 #pragma unroll
         for (int nt = 0; nt < kNTiles; ++nt)
 #pragma unroll
           for (int e = 2 * half; e < 2 * half + 2; ++e) {
-            s[4 * nt + e] = Exp2(fmaf(s[4 * nt + e], score_mult, -base));
-            tile_sum += s[4 * nt + e];
+            const int key = j0 + nt * 8 + 2 * quad + (e & 1);
+            if (key < keys.x || key > keys.y) s[4 * nt + e] = -INFINITY;
           }
-        row_sum[half] = row_sum[half] * alpha + tile_sum;
+      }
+    }
 #pragma unroll
-        for (int dt = 0; dt < kDTiles; ++dt) {
-          o[4 * dt + 2 * half] *= alpha;
-          o[4 * dt + 2 * half + 1] *= alpha;
+    for (int half = 0; half < 2; ++half) {
+      float tile_max = -INFINITY;
+#pragma unroll
+      for (int nt = 0; nt < kNTiles; ++nt) {
+        tile_max = fmaxf(tile_max, fmaxf(s[4 * nt + 2 * half], s[4 * nt + 2 * half + 1]));
+      }
+      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
+      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
+      const float new_max = fmaxf(row_max[half], tile_max);
+      // A row with nothing visible yet keeps max = -inf: subtract 0 so that exp2(-inf) = 0.
+      const float base = new_max == -INFINITY ? 0.0f : new_max * score_mult;
+      alpha[half] = Exp2(row_max[half] * score_mult - base);
+      row_max[half] = new_max;
+      float tile_sum = 0.0f;
+#pragma unroll
+      for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+        for (int e = 2 * half; e < 2 * half + 2; ++e) {
+          s[4 * nt + e] = Exp2(fmaf(s[4 * nt + e], score_mult, -base));
+          tile_sum += s[4 * nt + e];
         }
-      }
+      row_sum[half] = row_sum[half] * alpha[half] + tile_sum;
+    }
+  };
+  auto rescale_o = [&](const float (&alpha)[2]) {
+#pragma unroll
+    for (int dt = 0; dt < kDTiles; ++dt) {
+      o[4 * dt + 0] *= alpha[0];
+      o[4 * dt + 1] *= alpha[0];
+      o[4 * dt + 2] *= alpha[1];
+      o[4 * dt + 3] *= alpha[1];
+    }
+  };
+  // P's A fragment for keys 16kk..16kk+15: S n-tiles 2kk (a0: row g, a1: row g+8) and
+  // 2kk+1 (a2: row g, a3: row g+8), columns 2 quad, 2 quad + 1.
+  auto pack_p = [&](const float (&s)[kNTiles * 4], uint32_t (&p)[kPSteps][4]) {
+#pragma unroll
+    for (int kk = 0; kk < kPSteps; ++kk) {
+      p[kk][0] = PackBf16(s[8 * kk + 0], s[8 * kk + 1]);
+      p[kk][1] = PackBf16(s[8 * kk + 2], s[8 * kk + 3]);
+      p[kk][2] = PackBf16(s[8 * kk + 4], s[8 * kk + 5]);
+      p[kk][3] = PackBf16(s[8 * kk + 6], s[8 * kk + 7]);
+    }
+  };
+  auto fence_o = [&]() {
+#pragma unroll
+    for (int i = 0; i < kDim / 2; ++i) FenceOperand(o[i]);
+  };
+  auto fence_s = [&](float (&s)[kNTiles * 4]) {
+#pragma unroll
+    for (int i = 0; i < kNTiles * 4; ++i) FenceOperand(s[i]);
+  };
+  auto fence_p = [&](uint32_t (&p)[kPSteps][4]) {
+#pragma unroll
+    for (int kk = 0; kk < kPSteps; ++kk)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) FenceOperand(p[kk][e]);
+  };
 
-      // O += P V; P's A fragment for keys 16kk..16kk+15 from S n-tiles 2kk and 2kk+1.
-      uint32_t p_reg[kWgmmaBlockN / 16][4];
+  if (union_hi >= union_lo) {
+    const int first_tile = union_lo / kWgmmaBlockN, last_tile = union_hi / kWgmmaBlockN;
+    // Prologue: the first kStages - 1 tiles in flight, one commit group each (empty past
+    // the last tile, so that the group count stays uniform).
 #pragma unroll
-      for (int kk = 0; kk < kWgmmaBlockN / 16; ++kk) {
-        p_reg[kk][0] = PackBf16(s[8 * kk + 0], s[8 * kk + 1]);
-        p_reg[kk][1] = PackBf16(s[8 * kk + 2], s[8 * kk + 3]);
-        p_reg[kk][2] = PackBf16(s[8 * kk + 4], s[8 * kk + 5]);
-        p_reg[kk][3] = PackBf16(s[8 * kk + 6], s[8 * kk + 7]);
+    for (int i = 0; i < kStages - 1; ++i) {
+      if (first_tile + i <= last_tile) load_kv_tile(first_tile + i, i);
+      CpAsyncCommit();
+    }
+    float s[kNTiles * 4];
+    float alpha[2];
+    if constexpr (!kPipelined) {
+      int stage = 0;  // (tile - first_tile) % kStages
+      for (int tile = first_tile; tile <= last_tile; ++tile) {
+        // Groups committed so far end with tile + 1's: all but the newest complete means
+        // this tile (and Q) landed.
+        CpAsyncWait<kStages - 2>();
+        FenceProxyAsync();  // this thread's cp.async writes -> visible to the async proxy
+        // This tile visible to all warps, and every warp done with tile - 1, whose stage
+        // receives tile + kStages - 1.
+        __syncthreads();
+        const int refill = stage == 0 ? kStages - 1 : stage - 1;
+        if (tile + kStages - 1 <= last_tile) load_kv_tile(tile + kStages - 1, refill);
+        CpAsyncCommit();
+
 #pragma unroll
-        for (int e = 0; e < 4; ++e) FenceOperand(p_reg[kk][e]);
+        for (int i = 0; i < kNTiles * 4; ++i) s[i] = 0.0f;
+        fence_s(s);
+        WgmmaFence();
+        issue_scores(s, stage);
+        WgmmaCommit();
+        WgmmaWaitAll();
+        fence_s(s);
+        softmax(s, tile, alpha);
+        rescale_o(alpha);
+        uint32_t p[kPSteps][4];
+        pack_p(s, p);
+        fence_p(p);
+        fence_o();
+        WgmmaFence();
+        issue_pv(p, stage);
+        WgmmaCommit();
+        WgmmaWaitAll();
+        fence_o();
+        stage = stage == kStages - 1 ? 0 : stage + 1;
       }
+    } else {
+      // Scores of the first tile, alone.
+      CpAsyncWait<kStages - 2>();  // Q and the first tile landed
+      FenceProxyAsync();
+      __syncthreads();
 #pragma unroll
-      for (int i = 0; i < kDim / 2; ++i) FenceOperand(o[i]);
+      for (int i = 0; i < kNTiles * 4; ++i) s[i] = 0.0f;
+      fence_s(s);
       WgmmaFence();
-      const uint32_t v_stage = v_address + stage * C::kKVBytes;
-#pragma unroll
-      for (int kk = 0; kk < kWgmmaBlockN / 16; ++kk) {
-        const uint64_t desc_v = WgmmaDescriptor(v_stage + kk * 16 * 128, C::kKVAtomBytes, 1024);
-        WgmmaPV<kDim>(o, p_reg[kk], desc_v);
-      }
+      issue_scores(s, 0);
       WgmmaCommit();
       WgmmaWaitAll();
+      fence_s(s);
+      softmax(s, first_tile, alpha);  // O is still zero: nothing to rescale
+      uint32_t p[kPSteps][4];
+      pack_p(s, p);
+
+      int stage = 0;  // (tile - first_tile) % kStages
+      // Every tile but the last: S(tile + 1) and P(tile) V(tile) in flight together. The last
+      // tile is peeled off so that the loop body has no branch around the wgmma groups
+      // (ptxas serializes wgmma when it cannot match waits to groups on every path).
+      for (int tile = first_tile; tile < last_tile; ++tile) {
+        const int next_stage = stage == kStages - 1 ? 0 : stage + 1;
+        // Groups committed so far end with tile + 2's: all but the newest complete means
+        // tile + 1 landed.
+        CpAsyncWait<1>();
+        FenceProxyAsync();
+        // Tile + 1 visible to all warps, and every warp done with tile - 1 (its P V was
+        // waited for), whose stage receives tile + 3.
+        __syncthreads();
+        const int refill = stage == 0 ? kStages - 1 : stage - 1;
+        if (tile + 3 <= last_tile) load_kv_tile(tile + 3, refill);
+        CpAsyncCommit();
+
 #pragma unroll
-      for (int i = 0; i < kDim / 2; ++i) FenceOperand(o[i]);
-      stage = stage == kWgmmaStages - 1 ? 0 : stage + 1;
+        for (int i = 0; i < kNTiles * 4; ++i) s[i] = 0.0f;
+        fence_s(s);
+        WgmmaFence();
+        issue_scores(s, next_stage);
+        WgmmaCommit();
+        fence_p(p);
+        fence_o();
+        WgmmaFence();
+        issue_pv(p, stage);
+        WgmmaCommit();
+        // S(tile + 1) done (groups complete in order); P(tile) V(tile) may still run.
+        asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+        fence_s(s);
+        softmax(s, tile + 1, alpha);
+        WgmmaWaitAll();
+        fence_o();
+        fence_p(p);
+        rescale_o(alpha);
+        pack_p(s, p);
+        stage = next_stage;
+      }
+      // The last tile: P V only (its K/V landed before its scores were computed).
+      fence_p(p);
+      fence_o();
+      WgmmaFence();
+      issue_pv(p, stage);
+      WgmmaCommit();
+      WgmmaWaitAll();
+      fence_o();
     }
   }
   CpAsyncWait<0>();
@@ -903,15 +1016,16 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1)
 #endif
 }
 
-template <int kDim>
+template <int kDim, bool kPipelined>
 absl::Status LaunchWgmma(const bf16* q, const bf16* k, const bf16* v, const int32_t* positions,
                          int64_t batch, int64_t seq, int64_t heads, int64_t kv_len,
                          int64_t kv_heads, const AttentionKernelParams& params, bf16* out,
                          cudaStream_t stream) {
-  using C = WgmmaConfig<kDim>;
-  static const cudaError_t attribute_error = cudaFuncSetAttribute(
-      AttentionPrefillWgmmaKernel<kDim>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-      static_cast<int>(C::kSmemBytes));
+  using C = WgmmaConfig<kDim, kPipelined>;
+  static const cudaError_t attribute_error =
+      cudaFuncSetAttribute(AttentionPrefillWgmmaKernel<kDim, kPipelined>,
+                           cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           static_cast<int>(C::kSmemBytes));
   TESSEL_CUDA_RETURN_IF_ERROR(attribute_error);
   const int64_t q_tiles = CeilDiv(seq, kWgmmaBlockM);
   const int64_t blocks = q_tiles * heads * batch;
@@ -919,7 +1033,7 @@ absl::Status LaunchWgmma(const bf16* q, const bf16* k, const bf16* v, const int3
     return absl::InvalidArgumentError(
         absl::StrCat("attention: ", blocks, " blocks (seq x heads x batch) is too many"));
   }
-  AttentionPrefillWgmmaKernel<kDim>
+  AttentionPrefillWgmmaKernel<kDim, kPipelined>
       <<<static_cast<unsigned>(blocks), kWgmmaThreads, C::kSmemBytes, stream>>>(
           q, k, v, positions, static_cast<int>(batch), static_cast<int>(seq),
           static_cast<int>(heads), static_cast<int>(kv_len), static_cast<int>(kv_heads),
@@ -951,13 +1065,19 @@ absl::Status LaunchAttentionPrefillWithTiles(const bf16* q, const bf16* k, const
   }
   if (tiles == AttentionPrefillTiles::kDefault) tiles = AttentionPrefillTiles::kRows32PerWarp;
   const bool rows32 = tiles == AttentionPrefillTiles::kRows32PerWarp;
-  if (tiles == AttentionPrefillTiles::kWgmma && head_dim == 64) {
-    return LaunchWgmma<64>(q, k, v, positions, batch, seq, heads, kv_len, kv_heads, params, out,
-                           stream);
+  const bool wgmma = tiles == AttentionPrefillTiles::kWgmma;
+  const bool wgmma_pipelined = tiles == AttentionPrefillTiles::kWgmmaPipelined;
+  if (head_dim == 64 && (wgmma || wgmma_pipelined)) {
+    return wgmma ? LaunchWgmma<64, false>(q, k, v, positions, batch, seq, heads, kv_len,
+                                          kv_heads, params, out, stream)
+                 : LaunchWgmma<64, true>(q, k, v, positions, batch, seq, heads, kv_len,
+                                         kv_heads, params, out, stream);
   }
-  if (tiles == AttentionPrefillTiles::kWgmma && head_dim == 128) {
-    return LaunchWgmma<128>(q, k, v, positions, batch, seq, heads, kv_len, kv_heads, params,
-                            out, stream);
+  if (head_dim == 128 && (wgmma || wgmma_pipelined)) {
+    return wgmma ? LaunchWgmma<128, false>(q, k, v, positions, batch, seq, heads, kv_len,
+                                           kv_heads, params, out, stream)
+                 : LaunchWgmma<128, true>(q, k, v, positions, batch, seq, heads, kv_len,
+                                          kv_heads, params, out, stream);
   }
   switch (head_dim) {
     case 64:

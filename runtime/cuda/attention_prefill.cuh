@@ -28,9 +28,16 @@ absl::Status LaunchAttentionPrefill(const bf16* q, const bf16* k, const bf16* v,
 /// the benchmark times each). kRows16PerWarp: 8 warps x 16 query rows with mma.sync, Q
 /// fragments kept in registers; kRows32PerWarp: 4 warps x 32 rows with mma.sync, each K/V
 /// fragment serves 32 rows; kWgmma: 2 warpgroups x 64 rows with wgmma (sm_90a; head_dim 64
-/// and 128). head_dim 256 always runs 8 warps x 16 rows with mma.sync. kDefault: the one
-/// LaunchAttentionPrefill uses.
-enum class AttentionPrefillTiles { kDefault, kRows16PerWarp, kRows32PerWarp, kWgmma };
+/// and 128); kWgmmaPipelined: the same with the softmax of key tile t+1 overlapping P V of
+/// tile t (FlashAttention-3). head_dim 256 always runs 8 warps x 16 rows with mma.sync.
+/// kDefault: the one LaunchAttentionPrefill uses.
+enum class AttentionPrefillTiles {
+  kDefault,
+  kRows16PerWarp,
+  kRows32PerWarp,
+  kWgmma,
+  kWgmmaPipelined
+};
 
 /// LaunchAttentionPrefill with an explicit tile shape.
 absl::Status LaunchAttentionPrefillWithTiles(const bf16* q, const bf16* k, const bf16* v,

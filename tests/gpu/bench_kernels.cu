@@ -304,6 +304,7 @@ int Main() {
       shapes.push_back({AttentionPrefillTiles::kRows32PerWarp, " (rows32)"});
       shapes.push_back({AttentionPrefillTiles::kRows16PerWarp, " (rows16)"});
       shapes.push_back({AttentionPrefillTiles::kWgmma, " (wgmma)"});
+      shapes.push_back({AttentionPrefillTiles::kWgmmaPipelined, " (wgmma-pipelined)"});
     }
     for (const auto& entry : shapes) {
       const AttentionPrefillTiles tiles = entry.first;

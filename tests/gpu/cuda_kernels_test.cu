@@ -628,6 +628,7 @@ TEST(CudaKernels, AttentionPrefillShapes) {
     if (c.head_dim <= 128) {
       shapes.push_back({AttentionPrefillTiles::kRows32PerWarp, "rows32"});
       shapes.push_back({AttentionPrefillTiles::kWgmma, "wgmma"});
+      shapes.push_back({AttentionPrefillTiles::kWgmmaPipelined, "wgmma-pipelined"});
     }
     for (const auto& [tiles, tiles_name] : shapes) {
       SCOPED_TRACE(tiles_name);
