@@ -9,6 +9,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <functional>
@@ -16,6 +17,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -170,6 +172,58 @@ void Print(const std::vector<Row>& rows, double copy_gbs) {
   }
 }
 
+// Prefill attention, causal, through each tile shape in `shapes` (head_dim 256 runs only the
+// default). FLOPs counted as 4 * seq^2 / 2 * heads * head_dim (Q K^T and P V, 2 FLOPs per
+// multiply-add, half the score matrix under causality; the diagonal's extra
+// seq * heads * head_dim * 2 is left out), the count FlashAttention's benchmarks use.
+void BenchPrefill(const std::vector<std::pair<AttentionPrefillTiles, std::string>>& shapes,
+                  std::vector<Row>* rows) {
+  struct PrefillShape {
+    int64_t batch, seq, heads, kv_heads, dim;
+  };
+  for (const PrefillShape& p : std::vector<PrefillShape>{{1, 2048, 32, 8, 128},
+                                                         {1, 2048, 32, 8, 64},
+                                                         {1, 2048, 16, 4, 256},
+                                                         {4, 2048, 32, 8, 128},
+                                                         {1, 8192, 32, 8, 128}}) {
+    const int64_t q_elems = p.batch * p.seq * p.heads * p.dim;
+    const int64_t kv_elems = p.batch * p.seq * p.kv_heads * p.dim;
+    bf16* q = RandomDevice(q_elems);
+    bf16* k = RandomDevice(kv_elems);
+    bf16* v = RandomDevice(kv_elems);
+    bf16* out = RandomDevice(q_elems);
+    std::vector<int32_t> positions(p.batch * p.seq);
+    for (int64_t i = 0; i < p.batch * p.seq; ++i) positions[i] = static_cast<int32_t>(i % p.seq);
+    int32_t* pos_d = nullptr;
+    CHECK_CUDA(cudaMalloc(&pos_d, positions.size() * sizeof(int32_t)));
+    CHECK_CUDA(cudaMemcpy(pos_d, positions.data(), positions.size() * sizeof(int32_t),
+                          cudaMemcpyHostToDevice));
+    AttentionKernelParams params;
+    params.scale = 1.0f / std::sqrt(static_cast<float>(p.dim));
+    std::string shape = std::to_string(p.seq) + " tok " + std::to_string(p.heads) + "/" +
+                        std::to_string(p.kv_heads) + "x" + std::to_string(p.dim) + " causal";
+    if (p.batch > 1) shape = "b" + std::to_string(p.batch) + " " + shape;
+    for (const auto& entry : shapes) {
+      const AttentionPrefillTiles tiles = entry.first;
+      const std::string& tiles_name = entry.second;
+      if (p.dim > 128 && tiles != AttentionPrefillTiles::kDefault) continue;
+      const double us = TimeUs(1, [&](int) {
+        CHECK_OK(LaunchAttentionPrefillWithTiles(q, k, v, pos_d, p.batch, p.seq, p.heads, p.seq,
+                                                 p.kv_heads, p.dim, params, tiles, out,
+                                                 g_stream));
+      });
+      rows->push_back({tiles_name.empty() ? "attention_prefill" : "attention_prefill (sweep)",
+                       shape + tiles_name, us, 2.0 * (2 * q_elems + 2 * kv_elems),
+                       4.0 * p.batch * p.seq * p.seq / 2 * p.heads * p.dim});
+    }
+    cudaFree(q);
+    cudaFree(k);
+    cudaFree(v);
+    cudaFree(out);
+    cudaFree(pos_d);
+  }
+}
+
 int Main() {
   cudaDeviceProp prop;
   CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
@@ -318,33 +372,12 @@ int Main() {
     cudaFree(workspace);
   }
 
-  // Prefill attention: 2048-token prompt, Llama-3-8B layer (causal FLOPs).
-  {
-    const int64_t seq = 2048, heads = 32, kv_heads = 8, dim = 128;
-    bf16* q = RandomDevice(seq * heads * dim);
-    bf16* k = RandomDevice(seq * kv_heads * dim);
-    bf16* v = RandomDevice(seq * kv_heads * dim);
-    bf16* out = RandomDevice(seq * heads * dim);
-    std::vector<int32_t> positions(seq);
-    for (int64_t s = 0; s < seq; ++s) positions[s] = static_cast<int32_t>(s);
-    int32_t* pos_d = nullptr;
-    CHECK_CUDA(cudaMalloc(&pos_d, seq * sizeof(int32_t)));
-    CHECK_CUDA(cudaMemcpy(pos_d, positions.data(), seq * sizeof(int32_t), cudaMemcpyHostToDevice));
-    AttentionKernelParams params;
-    params.scale = 0.08838834764f;
-    const double us = TimeUs(1, [&](int) {
-      CHECK_OK(LaunchAttentionPrefill(q, k, v, pos_d, 1, seq, heads, seq, kv_heads, dim, params,
-                                      out, g_stream));
-    });
-    rows.push_back({"attention_prefill", "2048 tok 32/8x128 causal", us,
-                    2.0 * (2 * seq * heads * dim + 2 * seq * kv_heads * dim),
-                    2.0 * seq * seq * heads * dim});
-    cudaFree(q);
-    cudaFree(k);
-    cudaFree(v);
-    cudaFree(out);
-    cudaFree(pos_d);
-  }
+  // Prefill attention: the default tile shape and the other mma.sync one; the wgmma shapes
+  // run after the table is printed (a fault there must not lose the other numbers).
+  BenchPrefill({{AttentionPrefillTiles::kDefault, ""},
+                {AttentionPrefillTiles::kRows32PerWarp, " (rows32)"},
+                {AttentionPrefillTiles::kRows16PerWarp, " (rows16)"}},
+               &rows);
 
   // GEMM through cuBLASLt: decode GEMV (M = 1) and prefill (M = 2048).
   auto gemm = CublasLtGemm::Create();
@@ -596,6 +629,12 @@ int Main() {
     cudaFree(pos_d);
   }
   Print(rows, copy_gbs);
+
+  std::vector<Row> wgmma_rows;
+  BenchPrefill({{AttentionPrefillTiles::kWgmma, " (wgmma)"},
+                {AttentionPrefillTiles::kWgmmaPipelined, " (wgmma-pipelined)"}},
+               &wgmma_rows);
+  Print(wgmma_rows, copy_gbs);
   return 0;
 }
 

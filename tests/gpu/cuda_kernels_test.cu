@@ -22,6 +22,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -616,6 +617,184 @@ TEST(CudaKernels, AttentionPrefill) {
   }
 }
 
+// Shapes chosen to break the tensor-core kernel's index math loudly: every head_dim (64, 128,
+// 256), sequences shorter than, equal to and not a multiple of the tiles (1, 17, 64, 100, 300,
+// 2048), GQA groups 4, 1 and 6, KV caches larger than needed (NaN past the written rows),
+// chunked prefill (positions from an offset), batches at different offsets, sliding windows,
+// soft caps, non-causal attention, shuffled positions and rows with no visible key. Each row
+// is also checked on its own (a wrong mask on one diagonal element would hide in the global
+// norm of a 2048-token case).
+struct PrefillCase {
+  std::string name;
+  int64_t batch, seq, heads, kv_heads, head_dim, kv_len;
+  std::vector<int64_t> first_positions;  // per batch entry (the last repeats)
+  int64_t window = 0;
+  double softcap = 0.0;
+  bool causal = true;
+  bool shuffle = false;       // positions a random permutation within each batch entry
+  double scale_factor = 1.0;  // scale = scale_factor / sqrt(head_dim)
+};
+
+// Runs every case (head_dim <= max_head_dim) through one tile shape of the prefill kernel.
+void CheckPrefillShapes(AttentionPrefillTiles tiles, const std::string& tiles_name,
+                        int64_t max_head_dim) {
+  SEED_TRACE();
+  SCOPED_TRACE(tiles_name);
+  // The same inputs for every tile shape (the seed does not depend on the shape).
+  auto rng = Rng("AttentionPrefillShapes");
+  cpu::ThreadPool pool;
+  constexpr double kRowTolerance = 2e-2;
+  std::vector<PrefillCase> cases = {
+      {"d64-seq1-gqa4", 1, 1, 32, 8, 64, 1, {0}},
+      {"d128-seq1-gqa4-cache", 2, 1, 32, 8, 128, 64, {0, 40}},
+      {"d256-seq1-group6", 1, 1, 12, 2, 256, 1, {0}},
+      {"d64-seq17-mha", 1, 17, 8, 8, 64, 17, {0}},
+      {"d128-seq17-group6", 1, 17, 12, 2, 128, 17, {0}},
+      {"d256-seq17-gqa4", 1, 17, 32, 8, 256, 17, {0}},
+      {"d64-seq64-gqa4", 1, 64, 32, 8, 64, 64, {0}},
+      {"d128-seq64-mha", 1, 64, 8, 8, 128, 64, {0}},
+      {"d256-seq64-group6", 1, 64, 12, 2, 256, 64, {0}},
+      {"d64-seq100-group6-cache", 1, 100, 12, 2, 64, 256, {0}},
+      {"d128-seq100-gqa4-cache", 1, 100, 32, 8, 128, 256, {0}},
+      {"d256-seq100-mha-cache", 1, 100, 8, 8, 256, 256, {0}},
+      {"d64-seq300-gqa4", 1, 300, 32, 8, 64, 300, {0}},
+      {"d128-seq300-group6-cache", 1, 300, 12, 2, 128, 384, {0}},
+      {"d256-seq300-group6", 1, 300, 12, 2, 256, 320, {0}},
+      {"d128-seq2048-gqa4", 1, 2048, 32, 8, 128, 2048, {0}},
+      // Chunked prefill: 37 queries at positions 50..86, the cache filled before.
+      {"d64-chunk37-at50", 1, 37, 32, 8, 64, 128, {50}},
+      {"d128-chunk37-at50", 1, 37, 32, 8, 128, 128, {50}},
+      {"d256-chunk37-at50", 1, 37, 32, 8, 256, 128, {50}},
+      {"d128-chunk200-at333", 1, 200, 8, 2, 128, 1024, {333}},
+      // Sliding window 16.
+      {"d64-window16-chunk", 1, 37, 12, 2, 64, 128, {50}, 16},
+      {"d128-window16", 1, 100, 8, 8, 128, 100, {0}, 16},
+      {"d128-window16-long", 1, 300, 8, 2, 128, 300, {0}, 16},
+      {"d256-window16", 1, 150, 8, 2, 256, 160, {0}, 16},
+      // Batch 2 at different offsets.
+      {"d64-batch2-offsets", 2, 100, 12, 2, 64, 256, {7, 130}},
+      {"d128-batch2-offsets", 2, 37, 32, 8, 128, 192, {0, 90}},
+      {"d256-batch2-offsets", 2, 37, 8, 8, 256, 128, {50, 0}},
+      // Soft cap (Gemma 2) with a window; a peaky softmax; a negative scale.
+      {"d128-softcap30-window32", 2, 77, 12, 2, 128, 77, {0}, 32, 30.0},
+      {"d256-softcap50", 1, 65, 8, 2, 256, 65, {0}, 0, 50.0},
+      {"d128-peaky-scale4", 1, 130, 8, 2, 128, 130, {0}, 0, 0.0, true, false, 4.0},
+      {"d64-negative-scale", 1, 70, 8, 8, 64, 70, {0}, 0, 0.0, true, false, -1.0},
+      // Non-causal: every key below kv_len is visible (window still applies).
+      {"d128-bidirectional", 1, 50, 8, 8, 128, 80, {30}, 0, 0.0, false},
+      {"d64-bidirectional-window16", 1, 65, 8, 2, 64, 100, {10}, 16, 0.0, false},
+      // Positions in any order (per-element masks, per-tile key ranges).
+      {"d128-shuffled", 2, 200, 8, 2, 128, 256, {0, 40}, 0, 0.0, true, true},
+      {"d64-shuffled-window16", 1, 150, 8, 8, 64, 160, {5}, 16, 0.0, true, true},
+      {"d256-shuffled", 1, 140, 4, 1, 256, 140, {0}, 0, 0.0, true, true},
+      // Batch entry 1 at positions 60..76 with kv_len 64 and window 8: positions 71..76 see
+      // no key at all (zeros).
+      {"d128-no-visible-keys", 2, 17, 8, 2, 128, 64, {0, 60}, 8},
+      {"d64-no-visible-keys", 1, 20, 8, 8, 64, 16, {20}, 4},
+  };
+  for (const PrefillCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    if (c.head_dim > max_head_dim) continue;
+    const int64_t q_size = c.batch * c.seq * c.heads * c.head_dim;
+    const int64_t row = c.kv_heads * c.head_dim;
+    const int64_t kv_size = c.batch * c.kv_len * row;
+    std::vector<float> q = RoundBf16(RandomFloats(q_size, rng));
+    std::vector<float> k = RoundBf16(RandomFloats(kv_size, rng));
+    std::vector<float> v = RoundBf16(RandomFloats(kv_size, rng));
+    std::vector<int32_t> positions(c.batch * c.seq);
+    for (int64_t b = 0; b < c.batch; ++b) {
+      const int64_t first =
+          c.first_positions[std::min<size_t>(b, c.first_positions.size() - 1)];
+      for (int64_t s = 0; s < c.seq; ++s)
+        positions[b * c.seq + s] = static_cast<int32_t>(first + s);
+      if (c.shuffle) {
+        std::shuffle(positions.begin() + b * c.seq, positions.begin() + (b + 1) * c.seq, rng);
+      }
+      // Causal: cache rows past the batch entry's last position hold NaN; they must never
+      // reach the result.
+      if (c.causal) {
+        for (int64_t j = first + c.seq; j < c.kv_len; ++j)
+          for (int64_t i = 0; i < row; ++i) {
+            k[(b * c.kv_len + j) * row + i] = NAN;
+            v[(b * c.kv_len + j) * row + i] = NAN;
+          }
+      }
+    }
+    cpu::AttentionParams params;
+    params.scale = c.scale_factor / std::sqrt(static_cast<double>(c.head_dim));
+    params.causal = c.causal;
+    params.sliding_window = c.window;
+    params.logit_softcap = c.softcap;
+    std::vector<float> ref(q_size);
+    cpu::Attention(q.data(), k.data(), v.data(), positions.data(), c.batch, c.seq, c.heads,
+                   c.kv_len, c.kv_heads, c.head_dim, c.head_dim, params, ref.data(), &pool);
+    DeviceBuffer<bf16> q_d(ToBf16(q)), k_d(ToBf16(k)), v_d(ToBf16(v)), out_d(q_size);
+    DeviceBuffer<int32_t> pos_d(positions);
+    AttentionKernelParams kp;
+    kp.scale = static_cast<float>(params.scale);
+    kp.causal = c.causal;
+    kp.sliding_window = c.window;
+    kp.logit_softcap = static_cast<float>(c.softcap);
+    {
+      out_d.Poison();
+      ASSERT_STATUS_OK(LaunchAttentionPrefillWithTiles(
+          q_d.get(), k_d.get(), v_d.get(), pos_d.get(), c.batch, c.seq, c.heads, c.kv_len,
+          c.kv_heads, c.head_dim, kp, tiles, out_d.get(), nullptr));
+      ASSERT_CUDA_OK(cudaDeviceSynchronize());
+      ASSERT_CUDA_OK(cudaGetLastError());
+      const std::vector<float> got = ToF32(out_d.Download());
+      EXPECT_CLOSE("attention_prefill " + tiles_name, got, ref, kBf16Tolerance);
+
+      // Row by row: a query with no visible key must be exactly zero, any other within
+      // kRowTolerance of its own norm.
+      int bad_rows = 0, empty_rows = 0;
+      double worst_row = 0.0;
+      for (int64_t bs = 0; bs < c.batch * c.seq; ++bs) {
+        const int64_t position = positions[bs];
+        const int64_t hi = c.causal ? std::min<int64_t>(position, c.kv_len - 1) : c.kv_len - 1;
+        const int64_t lo = c.window > 0 ? std::max<int64_t>(0, position - c.window + 1) : 0;
+        for (int64_t h = 0; h < c.heads; ++h) {
+          const int64_t base = (bs * c.heads + h) * c.head_dim;
+          double diff = 0.0, norm = 0.0;
+          bool nonzero = false;
+          for (int64_t d = 0; d < c.head_dim; ++d) {
+            const double g = got[base + d], r = ref[base + d];
+            if (!std::isfinite(g)) diff = INFINITY;
+            diff += (g - r) * (g - r);
+            norm += r * r;
+            nonzero |= g != 0.0;
+          }
+          double error;
+          if (hi < lo) {
+            ++empty_rows;
+            error = nonzero ? INFINITY : 0.0;
+          } else {
+            error = norm > 0.0 ? std::sqrt(diff / norm) : std::sqrt(diff);
+          }
+          worst_row = std::max(worst_row, error);
+          if (!(error <= kRowTolerance) && ++bad_rows <= 5) {
+            ADD_FAILURE() << "row b=" << bs / c.seq << " s=" << bs % c.seq << " h=" << h
+                          << " position " << position << " (visible keys " << lo << ".."
+                          << hi << "): relative error " << error;
+          }
+        }
+      }
+      Record("attention_prefill " + tiles_name + " (worst row)", worst_row);
+      EXPECT_EQ(bad_rows, 0) << bad_rows << " rows over " << kRowTolerance;
+      if (c.name.find("no-visible") != std::string::npos) EXPECT_GT(empty_rows, 0);
+    }
+  }
+}
+
+// One test per tile shape (gtest filters can pick them); the wgmma shapes run last in this
+// file so that a fault there cannot poison the CUDA context of the other kernels' tests.
+TEST(CudaKernels, AttentionPrefillShapesRows16) {
+  CheckPrefillShapes(AttentionPrefillTiles::kRows16PerWarp, "rows16", 256);
+}
+TEST(CudaKernels, AttentionPrefillShapesRows32) {
+  CheckPrefillShapes(AttentionPrefillTiles::kRows32PerWarp, "rows32", 128);
+}
+
 struct DecodeCase {
   std::string name;
   std::vector<int32_t> positions;
@@ -803,6 +982,15 @@ TEST(CudaKernels, SamplingDistribution) {
     const double sigma = std::sqrt(rows * prob * (1.0 - prob)) + 1.0;
     EXPECT_NEAR(static_cast<double>(counts[id]), expected, 5.0 * sigma) << "id " << id;
   }
+}
+
+// --- prefill attention on wgmma (last: see AttentionPrefillShapesRows16) ---------------------
+
+TEST(CudaKernels, AttentionPrefillShapesWgmma) {
+  CheckPrefillShapes(AttentionPrefillTiles::kWgmma, "wgmma", 128);
+}
+TEST(CudaKernels, AttentionPrefillShapesWgmmaPipelined) {
+  CheckPrefillShapes(AttentionPrefillTiles::kWgmmaPipelined, "wgmma-pipelined", 128);
 }
 
 }  // namespace
