@@ -7,12 +7,14 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -348,6 +350,24 @@ class StepBuilder {
       }
     }
 
+    // The same with the SiLU and Mul fused by --tessel-fuse into one group.
+    if (second != nullptr && second->operands()->Get(0) == x_id && n + 2 < list->size()) {
+      const std::optional<std::array<uint32_t, 3>> swiglu = MatchSwiGlu(list->Get(n + 2));
+      const uint32_t a = first->results()->Get(0), b = second->results()->Get(0);
+      if (swiglu && ((*swiglu)[0] == a || (*swiglu)[0] == b) &&
+          (*swiglu)[1] == ((*swiglu)[0] == a ? b : a) && uses_[a] == 1 && uses_[b] == 1) {
+        const Buffer& out = buffers_[(*swiglu)[2]];
+        if (buffers_[a].elements == buffers_[b].elements && !out.is_int && !out.f32 &&
+            out.data != nullptr && out.elements == buffers_[a].elements && !Overlaps(out, x)) {
+          const plan::Instruction* gate = (*swiglu)[0] == a ? first : second;
+          add_weight(gate, out.data);
+          add_weight(gate == first ? second : first, out.data);
+          args.epilogue = SkinnyEpilogue::kSwiGlu;
+          return done(3, 2, {&out});
+        }
+      }
+    }
+
     // y = x W^T; out = residual + y: the add happens in the epilogue, y is never stored.
     if (n + 1 < list->size() && list->Get(n + 1)->op() == OpCode::Add) {
       const plan::Instruction* add = list->Get(n + 1);
@@ -388,6 +408,10 @@ class StepBuilder {
   }
 
   absl::StatusOr<int> TrySkinnyGemm(uint32_t n, std::vector<Step>& steps) {
+    if (const plan::Instruction* first = SkinnyMatmulAt(n); first != nullptr) {
+      TESSEL_ASSIGN_OR_RETURN(const int fused, TryResidualNormAfterGemm(n, first, steps));
+      if (fused > 0) return fused;
+    }
     SkinnyPlan plan = PlanSkinnyGemm(n);
     if (plan.consumed > 0) {
       steps.push_back([args = plan.args](cudaStream_t s) { return LaunchSkinnyGemm(args, s); });
@@ -395,32 +419,157 @@ class StepBuilder {
     return plan.consumed;
   }
 
-  // RMSNorm whose every reader is absorbed by the skinny-GEMM fusion that follows it: the
-  // norm runs as that launch's prologue and its output is never stored.
-  absl::StatusOr<int> TryNormIntoSkinnyGemm(uint32_t n, std::vector<Step>& steps) {
-    const uint32_t normed = inst_->results()->Get(0);
-    const Buffer &x = In(0), &weight = In(1), &out = Out();
-    if (x.is_int || x.f32 || out.is_int || out.f32 || weight.f32 || x.rank() < 1 ||
-        weight.elements != x.dim(-1) || out.elements != x.elements || !Aligned16(x.data) ||
-        !Aligned16(weight.data) || n + 1 >= entry_.instructions()->size() ||
-        entry_.instructions()->Get(n + 1)->operands()->size() == 0 ||
-        entry_.instructions()->Get(n + 1)->operands()->Get(0) != normed) {
+  // A skinny-GEMM fusion at instruction `at` whose x is `normed` = RMSNorm(x_in, weight) and
+  // which absorbs every reader of `normed`: pushed with the norm as its prologue (the
+  // normalized activations are never stored). Returns the instructions consumed from `at`
+  // (0: not applicable, nothing pushed).
+  int PushNormPrologueGemm(uint32_t at, uint32_t normed, const Buffer& x_in,
+                           const Buffer& weight, float eps, std::vector<Step>& steps) {
+    if (at >= entry_.instructions()->size()) return 0;
+    const plan::Instruction* next = entry_.instructions()->Get(at);
+    if (next->operands()->size() == 0 || next->operands()->Get(0) != normed) return 0;
+    if (x_in.is_int || x_in.f32 || weight.f32 || x_in.rank() < 1 ||
+        weight.elements != x_in.dim(-1) || !Aligned16(x_in.data) || !Aligned16(weight.data)) {
       return 0;
     }
-    SkinnyPlan plan = PlanSkinnyGemm(n + 1);
-    if (plan.consumed == 0 || plan.x_readers != uses_[normed] || plan.args.k != x.dim(-1) ||
-        plan.args.m * plan.args.k != x.elements ||
+    SkinnyPlan plan = PlanSkinnyGemm(at);
+    if (plan.consumed == 0 || plan.x_readers != uses_[normed] || plan.args.k != x_in.dim(-1) ||
+        plan.args.m * plan.args.k != x_in.elements ||
         std::any_of(plan.outputs.begin(), plan.outputs.end(),
-                    [&](const Buffer* o) { return Overlaps(*o, x); })) {
+                    [&](const Buffer* o) { return Overlaps(*o, x_in); })) {
       return 0;
     }
-    plan.args.x = x.b();
+    plan.args.x = x_in.b();
     plan.args.norm_weight = weight.b();
-    plan.args.norm_eps = static_cast<float>(inst_->attrs_as_NormAttrs()->epsilon());
+    plan.args.norm_eps = eps;
     steps.push_back([args = plan.args](cudaStream_t s) { return LaunchSkinnyGemm(args, s); });
-    return 1 + plan.consumed;
+    return plan.consumed;
   }
 
+  // RMSNorm whose every reader is absorbed by the skinny-GEMM fusion that follows it.
+  absl::StatusOr<int> TryNormIntoSkinnyGemm(uint32_t n, std::vector<Step>& steps) {
+    const Buffer &x = In(0), &weight = In(1), &out = Out();
+    if (out.is_int || out.f32 || out.elements != x.elements) return 0;
+    const float eps = static_cast<float>(inst_->attrs_as_NormAttrs()->epsilon());
+    const int consumed =
+        PushNormPrologueGemm(n + 1, inst_->results()->Get(0), x, weight, eps, steps);
+    return consumed > 0 ? 1 + consumed : 0;
+  }
+
+  // The residual-then-RMSNorm fused group (--tessel-fuse's "residual_rms_norm": sum = a + b,
+  // normed = RMSNorm(sum, weight)), recognized from its program.
+  struct AddNorm {
+    uint32_t a = 0, b = 0, weight = 0, normed = 0;
+    int64_t sum = -1;  // value id of the sum when the group returns it
+    float eps = 0.0f;
+  };
+  static std::optional<AddNorm> MatchAddNorm(const plan::Instruction* in) {
+    const plan::FusedProgram* program = in->program();
+    if (in->op() != OpCode::Fused || program == nullptr || program->ops() == nullptr ||
+        program->results() == nullptr || program->ops()->size() != 2 ||
+        program->results()->size() != in->results()->size()) {
+      return std::nullopt;
+    }
+    const uint32_t n = in->operands()->size();
+    const plan::FusedOp *add = program->ops()->Get(0), *norm = program->ops()->Get(1);
+    if (add->op() != OpCode::Add || norm->op() != OpCode::RMSNorm ||
+        add->operands()->size() != 2 || norm->operands()->size() != 2 ||
+        add->operands()->Get(0) >= n || add->operands()->Get(1) >= n ||
+        norm->operands()->Get(0) != n || norm->operands()->Get(1) >= n) {
+      return std::nullopt;
+    }
+    AddNorm match;
+    match.a = in->operands()->Get(add->operands()->Get(0));
+    match.b = in->operands()->Get(add->operands()->Get(1));
+    match.weight = in->operands()->Get(norm->operands()->Get(1));
+    match.eps = static_cast<float>(norm->attr());
+    bool have_norm = false;
+    for (uint32_t i = 0; i < program->results()->size(); ++i) {
+      const uint32_t v = program->results()->Get(i);
+      if (v == n) {
+        match.sum = in->results()->Get(i);
+      } else if (v == n + 1) {
+        match.normed = in->results()->Get(i);
+        have_norm = true;
+      } else {
+        return std::nullopt;
+      }
+    }
+    if (!have_norm) return std::nullopt;
+    return match;
+  }
+
+  // silu(gate) * up as a fused group (--tessel-fuse's "swiglu"): {gate, up, out} value ids.
+  static std::optional<std::array<uint32_t, 3>> MatchSwiGlu(const plan::Instruction* in) {
+    const plan::FusedProgram* program = in->program();
+    if (in->op() != OpCode::Fused || program == nullptr || program->ops() == nullptr ||
+        program->results() == nullptr || program->ops()->size() != 2 ||
+        program->results()->size() != 1 || in->results()->size() != 1) {
+      return std::nullopt;
+    }
+    const uint32_t n = in->operands()->size();
+    const plan::FusedOp *silu = program->ops()->Get(0), *mul = program->ops()->Get(1);
+    if (silu->op() != OpCode::Silu || mul->op() != OpCode::Mul ||
+        silu->operands()->size() != 1 || mul->operands()->size() != 2 ||
+        silu->operands()->Get(0) >= n || program->results()->Get(0) != n + 1) {
+      return std::nullopt;
+    }
+    const uint32_t m0 = mul->operands()->Get(0), m1 = mul->operands()->Get(1);
+    const uint32_t up = m0 == n ? m1 : m0;
+    if ((m0 != n && m1 != n) || up >= n) return std::nullopt;
+    return std::array<uint32_t, 3>{in->operands()->Get(silu->operands()->Get(0)),
+                                   in->operands()->Get(up), in->results()->Get(0)};
+  }
+
+  // y = x W^T followed by the fused residual_rms_norm group reading y: the skinny GEMM adds
+  // the residual in its epilogue (writing the sum), and the norm becomes the prologue of the
+  // projections that read it (or one RMSNorm launch when they cannot take it).
+  absl::StatusOr<int> TryResidualNormAfterGemm(uint32_t n, const plan::Instruction* first,
+                                               std::vector<Step>& steps) {
+    if (n + 1 >= entry_.instructions()->size()) return 0;
+    const std::optional<AddNorm> match = MatchAddNorm(entry_.instructions()->Get(n + 1));
+    const uint32_t y = first->results()->Get(0);
+    if (!match || (match->a != y && match->b != y) || match->a == match->b || uses_[y] != 1) {
+      return 0;
+    }
+    const uint32_t r = match->a == y ? match->b : match->a;
+    const Buffer &x = buffers_[first->operands()->Get(0)], &res = buffers_[r];
+    const Buffer &normed = buffers_[match->normed], &weight = buffers_[match->weight];
+    // Where the sum goes: the group's result, else the residual itself when nothing else
+    // reads it.
+    const Buffer* sum = match->sum >= 0 ? &buffers_[match->sum] : (uses_[r] == 1 ? &res : nullptr);
+    if (sum == nullptr || res.is_int || res.f32 || sum->is_int || sum->f32 || normed.f32 ||
+        normed.is_int || res.elements != buffers_[y].elements ||
+        sum->elements != res.elements || normed.elements != res.elements ||
+        !Aligned16(res.data) || !Aligned16(sum->data) ||
+        (sum->data != res.data && Overlaps(*sum, res)) || Overlaps(*sum, x)) {
+      return 0;
+    }
+    SkinnyGemmArgs args;
+    args.x = x.b();
+    args.k = buffers_[first->operands()->Get(1)].dim(1);
+    args.m = x.elements / args.k;
+    args.weights = 1;
+    args.w[0] = buffers_[first->operands()->Get(1)].b();
+    args.n[0] = buffers_[first->operands()->Get(1)].dim(0);
+    args.bias[0] = BiasOf(first);
+    args.out[0] = sum->data;
+    args.epilogue = SkinnyEpilogue::kAddResidual;
+    args.residual = res.b();
+    steps.push_back([args](cudaStream_t s) { return LaunchSkinnyGemm(args, s); });
+    const int consumed =
+        PushNormPrologueGemm(n + 2, match->normed, *sum, weight, match->eps, steps);
+    if (consumed > 0) return 2 + consumed;
+    if (normed.data == nullptr || Overlaps(normed, *sum)) {
+      return Error("the fused residual_rms_norm group has an unbound or overlapping result");
+    }
+    const int64_t dim = weight.elements, rows = normed.elements / dim;
+    const bf16 *sp = sum->b(), *wp = weight.b();
+    bf16* op = normed.b();
+    const float eps = match->eps;
+    steps.push_back([=](cudaStream_t s) { return LaunchRmsNorm(sp, wp, rows, dim, eps, op, s); });
+    return 2;
+  }
 
   // rope(q) -> q_out, rope(k) -> k_rot, write k_rot and v into the caches: one launch, k_rot
   // never stored. 0 when the four instructions do not line up.
