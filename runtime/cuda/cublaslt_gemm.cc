@@ -135,7 +135,7 @@ absl::StatusOr<CublasLtGemm::Plan*> CublasLtGemm::GetPlan(int64_t m_bucket, int6
 
 absl::Status CublasLtGemm::Run(const void* a, const void* w, const void* bias, void* c,
                                int64_t m, int64_t n, int64_t k, GemmOutput output,
-                               cudaStream_t stream) {
+                               cudaStream_t stream, const void* accumulate) {
   if (m <= 0 || n <= 0) return absl::OkStatus();
   if (k <= 0) return absl::InvalidArgumentError("GEMM: K must be positive");
   absl::StatusOr<Plan*> plan = GetPlan(Bucket(m), n, k, output, bias != nullptr);
@@ -146,9 +146,10 @@ absl::Status CublasLtGemm::Run(const void* a, const void* w, const void* bias, v
     TESSEL_CUDA_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
         (*plan)->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
   }
-  const float alpha = 1.0f, beta = 0.0f;
+  const float alpha = 1.0f, beta = accumulate != nullptr ? 1.0f : 0.0f;
+  const void* c_in = accumulate != nullptr ? accumulate : c;
   TESSEL_CUDA_RETURN_IF_ERROR(cublasLtMatmul(handle_, (*plan)->desc, &alpha, w, (*layouts)->w, a,
-                                             (*layouts)->a, &beta, c, (*layouts)->c, c,
+                                             (*layouts)->a, &beta, c_in, (*layouts)->c, c,
                                              (*layouts)->c, &(*layouts)->algo, workspace_,
                                              workspace_bytes_, stream));
   return absl::OkStatus();

@@ -39,9 +39,12 @@ class CublasLtGemm {
   CublasLtGemm(const CublasLtGemm&) = delete;
   CublasLtGemm& operator=(const CublasLtGemm&) = delete;
 
-  /// Enqueues C = A W^T (+ bias) on `stream`. Pointers 16-byte aligned; bias may be null.
+  /// Enqueues C = A W^T (+ bias) (+ accumulate) on `stream`. Pointers 16-byte aligned; bias
+  /// may be null; accumulate (null: none) is an [M, N] matrix of the output type added before
+  /// the one rounding to it (the residual add of a transformer block); it may be c itself.
   absl::Status Run(const void* a, const void* w, const void* bias, void* c, int64_t m,
-                   int64_t n, int64_t k, GemmOutput output, cudaStream_t stream);
+                   int64_t n, int64_t k, GemmOutput output, cudaStream_t stream,
+                   const void* accumulate = nullptr);
 
   /// Number of cached (bucket, N, K, ...) plans, for tests.
   size_t cached_plans() const { return plans_.size(); }

@@ -172,7 +172,9 @@ class StepBuilder {
       if (!In(i).is_int && In(i).data == nullptr) return Error("reads an unbound value");
     }
     if (inst_->op() == OpCode::Matmul) {
-      TESSEL_ASSIGN_OR_RETURN(const int fused, TrySkinnyGemm(n, steps));
+      TESSEL_ASSIGN_OR_RETURN(int fused, TrySkinnyGemm(n, steps));
+      if (fused > 0) return fused;
+      TESSEL_ASSIGN_OR_RETURN(fused, TryGemmResidual(n, steps));
       if (fused > 0) return fused;
     }
     if (inst_->op() == OpCode::Rope) {
@@ -568,6 +570,63 @@ class StepBuilder {
     bf16* op = normed.b();
     const float eps = match->eps;
     steps.push_back([=](cudaStream_t s) { return LaunchRmsNorm(sp, wp, rows, dim, eps, op, s); });
+    return 2;
+  }
+
+  // Matmul (cuBLASLt) followed by the residual add — an Add, or the fused residual_rms_norm
+  // group — of its result: the GEMM adds the residual before its one rounding (beta = 1), and
+  // the norm of the group runs as one RMSNorm launch from the sum.
+  absl::StatusOr<int> TryGemmResidual(uint32_t n, std::vector<Step>& steps) {
+    const auto* list = entry_.instructions();
+    if (n + 1 >= list->size() || inst_->operands()->size() != 2 ||
+        inst_->attrs_as_MatmulAttrs() == nullptr ||
+        inst_->attrs_as_MatmulAttrs()->layout() != plan::WeightLayout::OutIn) {
+      return 0;
+    }
+    const plan::Instruction* next = list->Get(n + 1);
+    const uint32_t y = inst_->results()->Get(0);
+    uint32_t a = 0, b = 0;
+    const Buffer* sum = nullptr;
+    std::optional<AddNorm> norm;
+    if (next->op() == OpCode::Add && next->operands()->size() == 2) {
+      a = next->operands()->Get(0);
+      b = next->operands()->Get(1);
+      sum = &buffers_[next->results()->Get(0)];
+    } else if ((norm = MatchAddNorm(next))) {
+      a = norm->a;
+      b = norm->b;
+    } else {
+      return 0;
+    }
+    if ((a != y && b != y) || a == b || uses_[y] != 1) return 0;
+    const uint32_t r = a == y ? b : a;
+    const Buffer &x = In(0), &weight = In(1), &res = buffers_[r], &out = buffers_[y];
+    if (norm) sum = norm->sum >= 0 ? &buffers_[norm->sum] : (uses_[r] == 1 ? &res : nullptr);
+    if (sum == nullptr || x.is_int || x.f32 || weight.rank() != 2 || x.rank() < 1 ||
+        x.dim(-1) != weight.dim(1) || res.is_int || res.f32 || sum->is_int || sum->f32 ||
+        out.f32 || res.elements != out.elements || sum->elements != out.elements ||
+        (sum->data != res.data && Overlaps(*sum, res)) || Overlaps(*sum, x) ||
+        !Aligned16(res.data) || !Aligned16(sum->data)) {
+      return 0;
+    }
+    const int64_t k = weight.dim(1), rows = x.elements / k, n_out = weight.dim(0);
+    if (out.elements != rows * n_out) return 0;
+    CublasLtGemm* gemm = gemm_;
+    const void *ap = x.data, *wp = weight.data, *rp = res.data;
+    void* sp = sum->data;
+    steps.push_back([=](cudaStream_t s) {
+      return gemm->Run(ap, wp, nullptr, sp, rows, n_out, k, GemmOutput::kBF16, s, rp);
+    });
+    if (!norm) return 2;
+    const Buffer &normed = buffers_[norm->normed], &norm_weight = buffers_[norm->weight];
+    if (normed.data == nullptr || normed.f32 || normed.is_int || Overlaps(normed, *sum) ||
+        normed.elements != sum->elements || norm_weight.elements != n_out) {
+      return Error("the fused residual_rms_norm group has an unbound or overlapping result");
+    }
+    const bf16 *np = static_cast<const bf16*>(sp), *gp = norm_weight.b();
+    bf16* op = normed.b();
+    const float eps = norm->eps;
+    steps.push_back([=](cudaStream_t s) { return LaunchRmsNorm(np, gp, rows, n_out, eps, op, s); });
     return 2;
   }
 

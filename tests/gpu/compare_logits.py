@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 # Compares tessel logits (.npy [T, vocab]) with a Hugging Face reference in bf16 terms.
 # SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
-"""Usage: compare_logits.py NAME OURS.npy REFERENCE.npy [HF_BF16.npy] [--max-rel 1e-2]
-                         [--min-top1 0.99]
+"""Usage: compare_logits.py NAME OURS.npy REFERENCE.npy [W16_F32.npy HF_BF16.npy]
+                         [--max-rel 1e-2] [--min-top1 0.99]
 
-REFERENCE is HF in f32. HF_BF16 (optional) is the same HF model run in bf16 on the same
-GPU: then the relative-error criterion is measured against it (the issue's "HF references in
-bf16"; two independent bf16 roundings of the f32 model differ from each other by about as
-much as either differs from f32), and HF-bf16's own error vs f32 is printed as the bf16
-floor. Top-1 agreement is always measured against the f32 reference.
+REFERENCE is HF in f32 on the checkpoint as stored (the tiny checkpoints hold f32 weights).
+W16_F32 (optional) is HF in f32 on the weights rounded to bf16 — the model the CUDA executor
+holds (it uploads bf16 weights, as real checkpoints are): the relative-error criterion is then
+measured against it, so it counts the executor's own error (bf16 activations, f32
+accumulation) and not the rounding of the tiny checkpoints' f32 weights, which no bf16 engine
+can avoid; top-1 agreement is then measured against it too (and printed against the f32
+reference beside it). HF_BF16 is HF's bf16 run of the same model, printed as the floor of a
+bf16 engine against both references.
 
 Prints one line: relative error by norm ||ours - ref|| / ||ref|| over all prompt positions,
 top-1 agreement over positions, and the largest top-1/top-2 margin of a disagreeing position
@@ -48,15 +51,26 @@ def main(argv):
     worst = float(margins[bad].max()) if bad.size else 0.0
     floor = ""
     criterion = rel
-    if len(args) > 3:
-        hf16 = np.load(args[3]).astype(np.float64)
-        criterion = np.linalg.norm(ours - hf16) / np.linalg.norm(hf16)
-        floor = (f" | HF-bf16 vs f32 {np.linalg.norm(hf16 - ref) / np.linalg.norm(ref):.3e}, "
-                 f"ours vs HF-bf16 {criterion:.3e} (criterion), "
-                 f"HF-bf16 top1 {np.mean(hf16.argmax(-1) == top_ref) * 100:.1f}%")
+    if len(args) > 4:
+        w16 = np.load(args[3]).astype(np.float64)
+        hf16 = np.load(args[4]).astype(np.float64)
+        rel_to = lambda a, b: np.linalg.norm(a - b) / np.linalg.norm(b)
+        criterion = rel_to(ours, w16)
+        top_w16 = w16.argmax(-1)
+        agree_f32 = agree
+        agree = float(np.mean(top_ours == top_w16))
+        srt16 = np.sort(w16, axis=-1)
+        bad = np.nonzero(top_ours != top_w16)[0]
+        worst = float((srt16[:, -1] - srt16[:, -2])[bad].max()) if bad.size else 0.0
+        floor = (f" | ours vs f32-on-bf16-weights {criterion:.3e} (criterion), top1 vs f32 "
+                 f"{agree_f32 * 100:.1f}%; HF-bf16: "
+                 f"vs f32-on-bf16-weights {rel_to(hf16, w16):.3e}, vs f32 {rel_to(hf16, ref):.3e}, "
+                 f"top1 {np.mean(hf16.argmax(-1) == top_ref) * 100:.1f}%")
     ok = criterion <= max_rel and agree >= min_top1
-    print(f"{name}: {'PASS' if ok else 'FAIL'} rel_err {rel:.3e} (<= {max_rel:g}) "
-          f"top1 {agree * 100:.1f}% of {len(top_ref)} (>= {min_top1 * 100:g}%) "
+    against = "f32-on-bf16-weights" if len(args) > 4 else "f32"
+    print(f"{name}: {'PASS' if ok else 'FAIL'} rel_err {criterion:.3e} vs {against} "
+          f"(<= {max_rel:g}; vs f32 {rel:.3e}) "
+          f"top1 {agree * 100:.1f}% of {len(top_ref)} vs {against} (>= {min_top1 * 100:g}%) "
           f"disagreements {bad.tolist()} max_margin_of_flip {worst:.4f}{floor}")
     return 0 if ok else 1
 
