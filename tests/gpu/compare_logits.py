@@ -2,7 +2,7 @@
 # Compares tessel logits (.npy [T, vocab]) with a Hugging Face reference in bf16 terms.
 # SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
 """Usage: compare_logits.py NAME OURS.npy REFERENCE.npy [W16_F32.npy HF_BF16.npy]
-                         [--max-rel 1e-2] [--min-top1 0.99]
+                         [--max-rel 1e-2] [--min-top1 0.99] [--top1-floor-hf]
 
 REFERENCE is HF in f32 on the checkpoint as stored (the tiny checkpoints hold f32 weights).
 W16_F32 (optional) is HF in f32 on the weights rounded to bf16 — the model the CUDA executor
@@ -12,6 +12,11 @@ accumulation) and not the rounding of the tiny checkpoints' f32 weights, which n
 can avoid; top-1 agreement is then measured against it too (and printed against the f32
 reference beside it). HF_BF16 is HF's bf16 run of the same model, printed as the floor of a
 bf16 engine against both references.
+
+--top1-floor-hf: top-1 agreement passes when it reaches --min-top1 or, failing that, HF bf16's
+own agreement with the same reference (the tiny random models have many near-ties: logit
+margins of 0.01-0.1 that bf16 rounding flips for any bf16 engine, HF's included); the line
+then says "below N% but >= HF-bf16". Without it the fixed bound decides.
 
 Prints one line: relative error by norm ||ours - ref|| / ||ref|| over all prompt positions,
 top-1 agreement over positions, and the largest top-1/top-2 margin of a disagreeing position
@@ -25,12 +30,16 @@ import numpy as np
 def main(argv):
     args = []
     rest = argv[1:]
+    flags = {"--top1-floor-hf"}
     while rest:
-        if rest[0].startswith("--"):
+        if rest[0] in flags:
+            rest = rest[1:]
+        elif rest[0].startswith("--"):
             rest = rest[2:]
         else:
             args.append(rest.pop(0))
     opts = dict(zip(argv[1:], argv[2:]))
+    top1_floor_hf = "--top1-floor-hf" in argv
     max_rel = float(opts.get("--max-rel", 1e-2))
     min_top1 = float(opts.get("--min-top1", 0.99))
     name, ours_path, ref_path = args[0], args[1], args[2]
@@ -65,12 +74,19 @@ def main(argv):
         floor = (f" | ours vs f32-on-bf16-weights {criterion:.3e} (criterion), top1 vs f32 "
                  f"{agree_f32 * 100:.1f}%; HF-bf16: "
                  f"vs f32-on-bf16-weights {rel_to(hf16, w16):.3e}, vs f32 {rel_to(hf16, ref):.3e}, "
-                 f"top1 {np.mean(hf16.argmax(-1) == top_ref) * 100:.1f}%")
-    ok = criterion <= max_rel and agree >= min_top1
+                 f"top1 vs f32-on-bf16-weights {np.mean(hf16.argmax(-1) == top_w16) * 100:.1f}%")
+    top1_ok = agree >= min_top1
+    note = ""
+    if not top1_ok and top1_floor_hf and len(args) > 4:
+        hf_agree = float(np.mean(hf16.argmax(-1) == top_w16))
+        if agree >= hf_agree:
+            top1_ok = True
+            note = f" (below {min_top1 * 100:g}% but >= HF-bf16's {hf_agree * 100:.1f}%)"
+    ok = criterion <= max_rel and top1_ok
     against = "f32-on-bf16-weights" if len(args) > 4 else "f32"
     print(f"{name}: {'PASS' if ok else 'FAIL'} rel_err {criterion:.3e} vs {against} "
           f"(<= {max_rel:g}; vs f32 {rel:.3e}) "
-          f"top1 {agree * 100:.1f}% of {len(top_ref)} vs {against} (>= {min_top1 * 100:g}%) "
+          f"top1 {agree * 100:.1f}% of {len(top_ref)} vs {against} (>= {min_top1 * 100:g}%){note} "
           f"disagreements {bad.tolist()} max_margin_of_flip {worst:.4f}{floor}")
     return 0 if ok else 1
 

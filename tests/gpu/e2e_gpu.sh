@@ -78,7 +78,8 @@ PY
   fi
   # Long check: 200 random ids (fewer when the model's context is shorter); HF's references
   # made here on the GPU; the first half prefilled, the second half one decode step each (the
-  # captured graphs); top-1 >= 99%.
+  # captured graphs); top-1 >= 99%, or >= HF bf16's own top-1 on the same positions (near-ties
+  # of the tiny random models: see compare_logits.py --top1-floor-hf).
   L=$OUT/$m.long
   len=$(python3 -c "import json;print(min(200, json.load(open('tests/models/tiny/$m/config.json'))['max_position_embeddings'] - 8))")
   if python3 tests/gpu/hf_bf16_logits.py tests/models/tiny/$m random:$len:$RANDOM "$L.w16.npy" \
@@ -87,7 +88,7 @@ PY
        --max-new-tokens 0 --prefill-tokens $((len / 2)) --logits-out "$L.npy" > /dev/null \
        2>> "$OUT/$m.err"; then
     python3 tests/gpu/compare_logits.py "$m($len tokens: half prefill, half decode)" "$L.npy" \
-      "$L.w16.npy" "$L.w16.npy" "$L.hf16.npy" || fail=1
+      "$L.w16.npy" "$L.w16.npy" "$L.hf16.npy" --top1-floor-hf || fail=1
   else
     echo "$m(200 tokens): FAIL $(tail -1 "$L.log") $(tail -1 "$OUT/$m.err")"; fail=1
   fi
