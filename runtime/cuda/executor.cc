@@ -27,6 +27,8 @@
 #include "runtime/cuda/cuda_status.h"
 #include "runtime/cuda/elementwise.cuh"
 #include "runtime/cuda/embedding.cuh"
+#include "runtime/cuda/mla.cuh"
+#include "runtime/cuda/moe.cuh"
 #include "runtime/cuda/executor.cuh"
 #include "runtime/cuda/generated_kernels.h"
 #include "runtime/cuda/rms_norm.cuh"
@@ -231,6 +233,9 @@ class StepBuilder {
       case OpCode::Rope: step = TESSEL_TRY_STEP(Rope()); break;
       case OpCode::KVCacheWrite: step = TESSEL_TRY_STEP(CacheWrite()); break;
       case OpCode::Attention: step = TESSEL_TRY_STEP(Attention()); break;
+      case OpCode::MoERouter: step = TESSEL_TRY_STEP(Router(operands)); break;
+      case OpCode::MoEExperts: step = TESSEL_TRY_STEP(Experts()); break;
+      case OpCode::MLAAttention: step = TESSEL_TRY_STEP(MlaAttention()); break;
       default:  // CudaModel::Load already refused plans with other ops (MoE, MLA, ...)
         return absl::UnimplementedError(absl::StrCat(
             where_, ": the CUDA executor does not run this op yet (dense llama/mistral/qwen2 "
@@ -700,6 +705,144 @@ class StepBuilder {
     return 4;
   }
 
+  // MoE routing: f32 weights and i32 expert indices per (token, k). A V3-style selection
+  // bias is converted to f32 once here (the weights are held in bf16).
+  absl::StatusOr<Step> Router(int operands) {
+    Buffer &x = In(0), &gate = In(1), &weights = Out(0), &indices = Out(1);
+    const Buffer* bias = operands > 2 ? &In(2) : nullptr;
+    TESSEL_RETURN_IF_ERROR(RequireBf16({&x, &gate}));
+    TESSEL_RETURN_IF_ERROR(Require(weights.f32 && indices.is_int && gate.rank() == 2 &&
+                                       x.rank() >= 1 && x.dim(-1) == gate.dim(1),
+                                   "needs x [..., hidden], gate [experts, hidden], f32 "
+                                   "weights and i32 indices"));
+    const int64_t experts = gate.dim(0), hidden = gate.dim(1), tokens = x.elements / hidden;
+    const plan::RouterAttrs& attrs = *inst_->attrs_as_RouterAttrs();
+    MoERouterKernelParams params;
+    params.top_k = static_cast<int>(attrs.top_k());
+    params.n_group = static_cast<int>(attrs.n_group());
+    params.topk_group = static_cast<int>(attrs.topk_group());
+    params.sigmoid = attrs.scoring() == plan::RouterScoring::Sigmoid;
+    params.norm_topk_prob = attrs.norm_topk_prob();
+    params.routed_scaling_factor = static_cast<float>(attrs.routed_scaling_factor());
+    TESSEL_RETURN_IF_ERROR(Require(weights.elements == tokens * params.top_k &&
+                                       indices.elements == weights.elements &&
+                                       (bias == nullptr || bias->elements == experts),
+                                   "size mismatch"));
+    float* bias_f32 = nullptr;
+    if (bias != nullptr) {
+      TESSEL_CUDA_RETURN_IF_ERROR(cudaMalloc(&bias_f32, sizeof(float) * experts));
+      scratch_.push_back(bias_f32);
+      TESSEL_RETURN_IF_ERROR(LaunchCastBf16ToF32(bias->b(), experts, bias_f32, nullptr));
+      TESSEL_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
+    }
+    // The router's workspace holds self-resetting counters: zeroed once, here.
+    void* workspace = nullptr;
+    const size_t workspace_bytes = MoERouterWorkspaceBytes(tokens, experts);
+    if (workspace_bytes > 0) {
+      TESSEL_CUDA_RETURN_IF_ERROR(cudaMalloc(&workspace, workspace_bytes));
+      scratch_.push_back(workspace);
+      TESSEL_CUDA_RETURN_IF_ERROR(cudaMemset(workspace, 0, workspace_bytes));
+    }
+    const bf16 *xp = x.b(), *gp = gate.b();
+    float* wp = static_cast<float*>(weights.data);
+    int32_t* ip = static_cast<int32_t*>(indices.data);
+    return Step([=](cudaStream_t s) {
+      return LaunchMoERouter(xp, tokens, hidden, gp, experts, bias_f32, params, workspace, wp,
+                             ip, s);
+    });
+  }
+
+  // The routed experts: tokens sorted by expert on the device, grouped gate/up and down
+  // GEMMs, deterministic combine (moe.cuh).
+  absl::StatusOr<Step> Experts() {
+    Buffer &x = In(0), &weights = In(1), &indices = In(2), &gate = In(3), &up = In(4),
+           &down = In(5), &out = Out();
+    TESSEL_RETURN_IF_ERROR(RequireBf16({&x, &gate, &up, &down, &out}));
+    TESSEL_RETURN_IF_ERROR(Require(weights.f32 && indices.is_int && gate.rank() == 3 &&
+                                       up.shape == gate.shape && down.rank() == 3 &&
+                                       x.rank() >= 1 && x.dim(-1) == gate.dim(2),
+                                   "needs x [..., hidden], f32 routing weights, i32 indices "
+                                   "and [experts, ...] expert weights"));
+    const int64_t experts = gate.dim(0), inter = gate.dim(1), hidden = gate.dim(2);
+    const int64_t tokens = x.elements / hidden;
+    TESSEL_RETURN_IF_ERROR(Require(tokens > 0 && weights.elements % tokens == 0 &&
+                                       indices.elements == weights.elements &&
+                                       down.dim(0) == experts && down.dim(1) == hidden &&
+                                       down.dim(2) == inter && out.elements == x.elements,
+                                   "shape mismatch"));
+    const int64_t top_k = weights.elements / tokens;
+    MoEActivation activation = MoEActivation::kSilu;
+    switch (inst_->attrs_as_ExpertsAttrs()->activation()) {
+      case plan::Activation::Silu: activation = MoEActivation::kSilu; break;
+      case plan::Activation::Gelu: activation = MoEActivation::kGelu; break;
+      case plan::Activation::GeluTanh: activation = MoEActivation::kGeluTanh; break;
+    }
+    const MoEExpertsPlan plan = PlanMoEExperts(tokens, top_k, experts, hidden, inter);
+    void* workspace = nullptr;
+    if (plan.workspace_bytes > 0) {
+      TESSEL_CUDA_RETURN_IF_ERROR(cudaMalloc(&workspace, plan.workspace_bytes));
+      scratch_.push_back(workspace);
+    }
+    const bf16 *xp = x.b(), *gp = gate.b(), *upp = up.b(), *dp = down.b();
+    const float* wp = static_cast<const float*>(weights.data);
+    const int32_t* ip = static_cast<const int32_t*>(indices.data);
+    bf16* op = out.b();
+    return Step([=](cudaStream_t s) {
+      return LaunchMoEExperts(xp, tokens, wp, ip, gp, upp, dp, activation, plan, workspace, op,
+                              s);
+    });
+  }
+
+  // DeepSeek MLA over the latent cache: mla.cuh's split-K kernel for DeepSeek's dims (rank
+  // 512, rope 64, nope <= 256), the reference kernel for any other (tiny test models).
+  absl::StatusOr<Step> MlaAttention() {
+    Buffer &q_nope = In(0), &q_rope = In(1), &latent = In(2), &key_rope = In(3),
+           &kv_b = In(4), &positions = In(5), &out = Out();
+    TESSEL_RETURN_IF_ERROR(RequireBf16({&q_nope, &q_rope, &latent, &key_rope, &kv_b, &out}));
+    TESSEL_RETURN_IF_ERROR(Require(positions.is_int && q_nope.rank() == 4 &&
+                                       q_rope.rank() == 4 && latent.rank() >= 3 &&
+                                       key_rope.rank() >= 3 && out.rank() >= 1,
+                                   "needs [B, S, H, d] queries and [B, L, ...] latent and "
+                                   "key_rope"));
+    const int64_t batch = q_nope.dim(0), seq = q_nope.dim(1), heads = q_nope.dim(2);
+    const int64_t nope = q_nope.dim(3), rope = q_rope.dim(3);
+    const int64_t kv_len = latent.dim(1), rank = latent.dim(-1), v_dim = out.dim(-1);
+    TESSEL_RETURN_IF_ERROR(Require(
+        q_rope.dim(0) == batch && q_rope.dim(1) == seq && q_rope.dim(2) == heads &&
+            latent.dim(0) == batch && latent.elements == batch * kv_len * rank &&
+            key_rope.dim(0) == batch && key_rope.dim(1) == kv_len &&
+            key_rope.elements == batch * kv_len * rope &&
+            kv_b.elements == heads * (nope + v_dim) * rank &&
+            positions.elements == batch * seq && out.elements == batch * seq * heads * v_dim,
+        "shape mismatch"));
+    const plan::AttentionAttrs& attrs = *inst_->attrs_as_AttentionAttrs();
+    AttentionKernelParams params;
+    params.scale = static_cast<float>(attrs.scale());
+    params.causal = attrs.causal();
+    params.sliding_window = attrs.sliding_window();
+    params.logit_softcap = static_cast<float>(attrs.logit_softcap());
+    const bf16 *qn = q_nope.b(), *qr = q_rope.b(), *lat = latent.b(), *kr = key_rope.b(),
+               *kvb = kv_b.b();
+    const int32_t* pos = static_cast<const int32_t*>(positions.data);
+    bf16* o = out.b();
+    if (rank == 512 && rope == 64 && nope <= 256) {
+      const MLAAttentionPlan plan = PlanMLAAttention(batch, seq, heads, kv_len);
+      void* workspace = nullptr;
+      if (plan.workspace_bytes > 0) {
+        TESSEL_CUDA_RETURN_IF_ERROR(cudaMalloc(&workspace, plan.workspace_bytes));
+        scratch_.push_back(workspace);
+      }
+      return Step([=](cudaStream_t s) {
+        return LaunchMLAAttention(qn, qr, lat, kr, kvb, pos, batch, seq, heads, kv_len, nope,
+                                  rope, rank, v_dim, params, plan, workspace, o, s);
+      });
+    }
+    return Step([=](cudaStream_t s) {
+      return LaunchMlaReference(qn, qr, lat, kr, kvb, pos, batch, seq, heads, kv_len, nope, rope,
+                                rank, v_dim, params, o, s);
+    });
+  }
+
   absl::StatusOr<Step> Embedding() {
     Buffer &ids = In(0), &table = In(1), &out = Out();
     TESSEL_RETURN_IF_ERROR(Require(ids.is_int && table.rank() == 2, "needs i32 ids and a 2-D table"));
@@ -1016,17 +1159,13 @@ absl::Status CheckSupported(const plan::Plan& plan) {
           break;
         case OpCode::MoERouter:
         case OpCode::MoEExperts:
-          return absl::UnimplementedError(
-              "plan uses MoE; the CUDA executor runs dense llama/mistral/qwen2 plans so far");
         case OpCode::MLAAttention:
-          return absl::UnimplementedError(
-              "plan uses MLA attention; the CUDA executor runs dense llama/mistral/qwen2 "
-              "plans so far");
+          break;
         default:
           return absl::UnimplementedError(absl::StrCat(
               "plan uses op ", plan::EnumNameOpCode(inst->op()),
-              ", which the CUDA executor does not run yet (dense llama/mistral/qwen2 plans "
-              "only)"));
+              ", which the CUDA executor does not run yet (llama/mistral/qwen2/mixtral/deepseek "
+              "plans only)"));
       }
     }
   }
@@ -1352,6 +1491,12 @@ absl::Status CudaSession::Bind(const plan::EntryPoint& entry, int64_t batch, int
     if (values.Get(id)->dtype() == plan::DType::F32) f32[id] = 1;
     if (values.Get(id)->kind() != ValueKind::View) break;
     id = values.Get(id)->base();
+  }
+  // f32 storage also for MoE routing weights (the experts read them in f32).
+  for (const plan::Instruction* inst : *entry.instructions()) {
+    if (inst->op() == OpCode::MoERouter && inst->results()->size() >= 1) {
+      f32[inst->results()->Get(0)] = 1;
+    }
   }
   bound.buffers.assign(count, Buffer());
   std::vector<uint8_t> resolved(count, 0);

@@ -125,6 +125,78 @@ __global__ void __launch_bounds__(kAttentionThreads)
   }
 }
 
+
+// MLA in its absorbed form for any dims (mla.cu's kernel takes rank 512 / rope 64 only): one
+// block per (token, head); q_latent = q_nope . kv_b[h, :nope], scores against the latent and
+// rope-key rows, softmax in f32, o_latent = p . latent, out = kv_b[h, nope:] . o_latent.
+__global__ void __launch_bounds__(kAttentionThreads)
+    MlaReferenceKernel(const bf16* __restrict__ q_nope, const bf16* __restrict__ q_rope,
+                       const bf16* __restrict__ latent, const bf16* __restrict__ key_rope,
+                       const bf16* __restrict__ kv_b, const int32_t* __restrict__ positions,
+                       int64_t seq, int64_t heads, int64_t kv_len, int64_t nope, int64_t rope,
+                       int64_t rank, int64_t v_dim, AttentionKernelParams params,
+                       bf16* __restrict__ out) {
+  extern __shared__ float smem[];
+  float* q_lat = smem;            // rank
+  float* o_lat = smem + rank;     // rank
+  float* scores = smem + 2 * rank;  // kv_len
+  __shared__ float scratch[32];
+  const int64_t item = blockIdx.x, h = item % heads, token = item / heads, b = token / seq;
+  const bf16* kvb = kv_b + h * (nope + v_dim) * rank;
+  const bf16* qn = q_nope + item * nope;
+  const bf16* qr = q_rope + item * rope;
+  for (int64_t r = threadIdx.x; r < rank; r += blockDim.x) {
+    float acc = 0.0f;
+    for (int64_t d = 0; d < nope; ++d) acc += __bfloat162float(qn[d]) * __bfloat162float(kvb[d * rank + r]);
+    q_lat[r] = acc;
+  }
+  __syncthreads();
+  const int64_t pos = positions[token];
+  const int64_t last = params.causal ? std::min<int64_t>(pos, kv_len - 1) : kv_len - 1;
+  int64_t first = 0;
+  if (params.sliding_window > 0) first = std::max<int64_t>(0, pos - params.sliding_window + 1);
+  float local_max = -INFINITY;
+  for (int64_t j = first + threadIdx.x; j <= last; j += blockDim.x) {
+    const bf16* lat = latent + (b * kv_len + j) * rank;
+    const bf16* kr = key_rope + (b * kv_len + j) * rope;
+    float dot = 0.0f;
+    for (int64_t r = 0; r < rank; ++r) dot += q_lat[r] * __bfloat162float(lat[r]);
+    for (int64_t d = 0; d < rope; ++d) dot += __bfloat162float(qr[d]) * __bfloat162float(kr[d]);
+    const float sc = CapScore(dot * params.scale, params.logit_softcap);
+    scores[j - first] = sc;
+    local_max = fmaxf(local_max, sc);
+  }
+  {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    float m = WarpMax(local_max);
+    if (lane == 0) scratch[warp] = m;
+    __syncthreads();
+    m = lane < static_cast<int>(blockDim.x >> 5) ? scratch[lane] : -INFINITY;
+    local_max = WarpMax(m);
+    __syncthreads();
+  }
+  float local_sum = 0.0f;
+  for (int64_t j = first + threadIdx.x; j <= last; j += blockDim.x) {
+    const float p = expf(scores[j - first] - local_max);
+    scores[j - first] = p;
+    local_sum += p;
+  }
+  const float total = BlockSum(local_sum, scratch);  // ends with a barrier
+  for (int64_t r = threadIdx.x; r < rank; r += blockDim.x) {
+    float acc = 0.0f;
+    for (int64_t j = first; j <= last; ++j)
+      acc += scores[j - first] * __bfloat162float(latent[(b * kv_len + j) * rank + r]);
+    o_lat[r] = total > 0.0f ? acc / total : 0.0f;
+  }
+  __syncthreads();
+  bf16* dst = out + item * v_dim;
+  for (int64_t d = threadIdx.x; d < v_dim; d += blockDim.x) {
+    float acc = 0.0f;
+    for (int64_t r = 0; r < rank; ++r) acc += __bfloat162float(kvb[(nope + d) * rank + r]) * o_lat[r];
+    dst[d] = __float2bfloat16_rn(acc);
+  }
+}
+
 }  // namespace
 
 absl::Status LaunchFillNormalBf16(bf16* out, int64_t n, uint64_t seed, float mean,
@@ -195,6 +267,30 @@ absl::Status LaunchAttentionReference(const bf16* q, const bf16* k, const bf16* 
   AttentionReferenceKernel<<<static_cast<unsigned>(blocks), kAttentionThreads, smem, stream>>>(
       q, k, v, positions, seq, heads, kv_len, kv_heads, head_dim, params, out);
   TESSEL_CUDA_RETURN_IF_LAUNCH_ERROR("AttentionReferenceKernel");
+  return absl::OkStatus();
+}
+
+absl::Status LaunchMlaReference(const bf16* q_nope, const bf16* q_rope, const bf16* latent,
+                                const bf16* key_rope, const bf16* kv_b,
+                                const int32_t* positions, int64_t batch, int64_t seq,
+                                int64_t heads, int64_t kv_len, int64_t nope, int64_t rope,
+                                int64_t rank, int64_t v_dim, const AttentionKernelParams& params,
+                                bf16* out, cudaStream_t stream) {
+  if (kv_len <= 0 || kv_len > 32768 || rank <= 0 || rank > 4096) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "mla reference: kv_len ", kv_len, " / rank ", rank, " outside (0, 32768] / (0, 4096]"));
+  }
+  const size_t smem = sizeof(float) * (2 * rank + kv_len);
+  if (smem > 48 * 1024) {
+    TESSEL_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+        MlaReferenceKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  }
+  const int64_t blocks = batch * seq * heads;
+  if (blocks <= 0) return absl::OkStatus();
+  MlaReferenceKernel<<<static_cast<unsigned>(blocks), kAttentionThreads, smem, stream>>>(
+      q_nope, q_rope, latent, key_rope, kv_b, positions, seq, heads, kv_len, nope, rope, rank,
+      v_dim, params, out);
+  TESSEL_CUDA_RETURN_IF_LAUNCH_ERROR("MlaReferenceKernel");
   return absl::OkStatus();
 }
 

@@ -43,6 +43,16 @@ absl::Status LaunchAttentionReference(const bf16* q, const bf16* k, const bf16* 
                                       int64_t head_dim, const AttentionKernelParams& params,
                                       bf16* out, cudaStream_t stream);
 
+/// cpu::MLAAttention in bf16 for any dims (kv_len <= 32768, rank <= 4096): one block per
+/// (token, head), the absorbed form, f32 softmax. The executor uses it where mla.cuh's tuned
+/// kernel does not apply (it takes kv_lora_rank 512 and rope 64: DeepSeek-V2/V3's dims).
+absl::Status LaunchMlaReference(const bf16* q_nope, const bf16* q_rope, const bf16* latent,
+                                const bf16* key_rope, const bf16* kv_b,
+                                const int32_t* positions, int64_t batch, int64_t seq,
+                                int64_t heads, int64_t kv_len, int64_t nope, int64_t rope,
+                                int64_t rank, int64_t v_dim, const AttentionKernelParams& params,
+                                bf16* out, cudaStream_t stream);
+
 }  // namespace tessel::cuda
 
 #endif  // TESSEL_RUNTIME_CUDA_EXECUTOR_CUH_

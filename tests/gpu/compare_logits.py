@@ -3,6 +3,7 @@
 # SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
 """Usage: compare_logits.py NAME OURS.npy REFERENCE.npy [W16_F32.npy HF_BF16.npy]
                          [--max-rel 1e-2] [--min-top1 0.99] [--top1-floor-hf]
+                         [--rel-floor-hf]
 
 REFERENCE is HF in f32 on the checkpoint as stored (the tiny checkpoints hold f32 weights).
 W16_F32 (optional) is HF in f32 on the weights rounded to bf16 — the model the CUDA executor
@@ -18,6 +19,11 @@ own agreement with the same reference (the tiny random models have many near-tie
 margins of 0.01-0.1 that bf16 rounding flips for any bf16 engine, HF's included); the line
 then says "below N% but >= HF-bf16". Without it the fixed bound decides.
 
+--rel-floor-hf: the same for the relative error, for MoE models only: a routing decision at a
+near-tie flips one expert for one token under any bf16 rounding, which moves that position's
+logits by 10-30% (discontinuous; HF's own bf16 run shows it too), so the error by norm passes
+at or below HF bf16's own error against the same reference.
+
 Prints one line: relative error by norm ||ours - ref|| / ||ref|| over all prompt positions,
 top-1 agreement over positions, and the largest top-1/top-2 margin of a disagreeing position
 in the reference (a flip at a tiny margin is bf16 rounding, not a bug). Exit 1 on failure.
@@ -30,7 +36,7 @@ import numpy as np
 def main(argv):
     args = []
     rest = argv[1:]
-    flags = {"--top1-floor-hf"}
+    flags = {"--top1-floor-hf", "--rel-floor-hf"}
     while rest:
         if rest[0] in flags:
             rest = rest[1:]
@@ -40,6 +46,7 @@ def main(argv):
             args.append(rest.pop(0))
     opts = dict(zip(argv[1:], argv[2:]))
     top1_floor_hf = "--top1-floor-hf" in argv
+    rel_floor_hf = "--rel-floor-hf" in argv
     max_rel = float(opts.get("--max-rel", 1e-2))
     min_top1 = float(opts.get("--min-top1", 0.99))
     name, ours_path, ref_path = args[0], args[1], args[2]
@@ -82,7 +89,13 @@ def main(argv):
         if agree >= hf_agree:
             top1_ok = True
             note = f" (below {min_top1 * 100:g}% but >= HF-bf16's {hf_agree * 100:.1f}%)"
-    ok = criterion <= max_rel and top1_ok
+    rel_ok = criterion <= max_rel
+    if not rel_ok and rel_floor_hf and len(args) > 4:
+        hf_rel = float(np.linalg.norm(hf16 - w16) / np.linalg.norm(w16))
+        if criterion <= hf_rel:
+            rel_ok = True
+            note += f" (rel_err above {max_rel:g} but <= HF-bf16's {hf_rel:.3e})"
+    ok = rel_ok and top1_ok
     against = "f32-on-bf16-weights" if len(args) > 4 else "f32"
     print(f"{name}: {'PASS' if ok else 'FAIL'} rel_err {criterion:.3e} vs {against} "
           f"(<= {max_rel:g}; vs f32 {rel:.3e}) "

@@ -10,7 +10,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 E2E=.gpu-build/e2e
-MODELS="llama3 llama_plain smollm_tied llama_yarn mistral qwen2"
+MODELS="llama3 llama_plain smollm_tied llama_yarn mistral qwen2 mixtral deepseek_v2 deepseek_v3"
 
 if [[ ${1:-run} == prepare ]]; then
   set -e
@@ -42,6 +42,10 @@ missing=$(ldd $E2E/tessel-run | grep "not found")
 fail=0
 for m in $MODELS; do
   a=$E2E/art/$m
+  # MoE families: expert routing at near-ties is discontinuous under bf16 (compare_logits.py
+  # --rel-floor-hf); their bars are the fixed ones or HF bf16's own, whichever is looser.
+  moe=""
+  [[ $m == mixtral || $m == deepseek* ]] && moe="--rel-floor-hf --top1-floor-hf"
   ids=$(python3 -c "import json;print(','.join(map(str,json.load(open('$a/reference.json'))['prompt_ids'])))")
   if ! timeout 120 $E2E/tessel-run $a --device cuda --prompt-ids "$ids" --max-new-tokens 16 \
         --no-stop-at-eos --logits-out "$OUT/$m.npy" > "$OUT/$m.gen.txt" 2> "$OUT/$m.err"; then
@@ -58,7 +62,7 @@ for m in $MODELS; do
   # 24 prompt positions: top-1 over them allows one flip (a near tie); the 99% criterion is
   # measured over the 200 positions of the long check below.
   python3 tests/gpu/compare_logits.py "$m" "$OUT/$m.npy" "$a/reference_logits.npy" $refs \
-    --min-top1 0.95 || fail=1
+    --min-top1 0.95 $moe || fail=1
   # Greedy continuation vs HF (informative: a flip at a small margin changes the rest).
   python3 - "$m" "$a/reference.json" "$OUT/$m.gen.txt" <<'PY'
 import json, sys
@@ -72,7 +76,7 @@ PY
   if timeout 120 $E2E/tessel-run $a --device cuda --prompt-ids "$ids" --max-new-tokens 0 \
        --prefill-tokens $n --logits-out "$OUT/$m.dec.npy" > /dev/null 2>> "$OUT/$m.err"; then
     python3 tests/gpu/compare_logits.py "$m(decode)" "$OUT/$m.dec.npy" "$a/reference_logits.npy" $refs \
-      --min-top1 0.95 || fail=1
+      --min-top1 0.95 $moe || fail=1
   else
     echo "$m(decode): FAIL $(tail -2 "$OUT/$m.err")"; fail=1
   fi
@@ -88,7 +92,7 @@ PY
        --max-new-tokens 0 --prefill-tokens $((len / 2)) --logits-out "$L.npy" > /dev/null \
        2>> "$OUT/$m.err"; then
     python3 tests/gpu/compare_logits.py "$m($len tokens: half prefill, half decode)" "$L.npy" \
-      "$L.w16.npy" "$L.w16.npy" "$L.hf16.npy" --top1-floor-hf || fail=1
+      "$L.w16.npy" "$L.w16.npy" "$L.hf16.npy" --top1-floor-hf $moe || fail=1
   else
     echo "$m(200 tokens): FAIL $(tail -1 "$L.log") $(tail -1 "$OUT/$m.err")"; fail=1
   fi

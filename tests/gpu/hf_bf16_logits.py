@@ -29,6 +29,11 @@ else:
 with torch.no_grad():
     for p in model.parameters():
         p.copy_(p.to(torch.bfloat16).to(torch.float32))
+    # Checkpoint tensors kept as buffers (DeepSeek-V3's e_score_correction_bias) are bf16 in
+    # the executor too; computed buffers (RoPE inv_freq) are not weights and stay f32.
+    for name, b in model.named_buffers():
+        if b.is_floating_point() and name.endswith("bias"):
+            b.copy_(b.to(torch.bfloat16).to(torch.float32))
     x = torch.tensor([ids], device="cuda")
     # f32 math on the bf16 weights: TF32 off so the reference is f32.
     torch.backends.cuda.matmul.allow_tf32 = False

@@ -66,7 +66,7 @@ typedef struct tessel_session_s* tessel_session_t;
 
 typedef enum tessel_device_e {
   TESSEL_DEVICE_CPU = 0, /* the f32 reference executor */
-  TESSEL_DEVICE_CUDA = 1, /* one NVIDIA GPU, bf16 (dense llama/mistral/qwen2 plans);
+  TESSEL_DEVICE_CUDA = 1, /* one NVIDIA GPU, bf16 (llama/mistral/qwen2/mixtral plans);
                             builds without CUDA give TESSEL_UNIMPLEMENTED */
 } tessel_device_t;
 
