@@ -69,8 +69,13 @@ __global__ void __launch_bounds__(kThreads)
   const int lo = params.sliding_window > 0
                      ? max(0, pos - static_cast<int>(params.sliding_window) + 1)
                      : 0;
-  const int c0 = lo + split * chunk;
-  const int c1 = split == splits - 1 ? hi : min(hi, c0 + chunk - 1);
+  // The splits share the keys actually visible at this step (planned `chunk` is for the
+  // whole capacity): at short contexts every split gets a few tiles instead of split 0 all.
+  const int visible = hi - lo + 1;
+  const int per_split = max(kTile, (visible + splits - 1) / splits);
+  const int span = min(chunk, (per_split + kTile - 1) / kTile * kTile);
+  const int c0 = lo + split * span;
+  const int c1 = split == splits - 1 ? hi : min(hi, c0 + span - 1);
 
   for (int idx = threadIdx.x; idx < kMaxGroup * kDim; idx += kThreads) {
     const int g = idx / kDim, d = idx % kDim;

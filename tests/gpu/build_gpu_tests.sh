@@ -13,7 +13,7 @@ OBJ=$OUT_DIR/obj
 mkdir -p "$OBJ"
 NVCC=${NVCC:-/usr/local/cuda/bin/nvcc}
 CXX=${CXX:-g++}
-GENCODE="-gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_90,code=compute_90"
+GENCODE="-gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_90,code=compute_90"
 NVFLAGS="-std=c++20 -O3 -I. -Xcompiler=-fPIC --expt-relaxed-constexpr $GENCODE -Xptxas=-v"
 CXXFLAGS="-std=c++20 -O2 -fPIC -I. -I/usr/local/cuda/include"
 LIB=/usr/lib/x86_64-linux-gnu

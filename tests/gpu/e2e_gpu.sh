@@ -10,7 +10,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 E2E=.gpu-build/e2e
-MODELS="llama3 llama_plain smollm_tied llama_yarn mistral qwen2 mixtral deepseek_v2 deepseek_v3"
+MODELS=${MODELS:-"llama3 llama_plain smollm_tied llama_yarn mistral qwen2 mixtral deepseek_v2 deepseek_v3"}
 
 if [[ ${1:-run} == prepare ]]; then
   set -e
