@@ -6,6 +6,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <cmath>
 #include <cstdint>
 
 namespace tessel::cuda {
@@ -98,6 +99,20 @@ __device__ __forceinline__ float BlockSum(float v, float* scratch) {
   total = WarpSum(total);
   __syncthreads();
   return total;
+}
+
+/// Max over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
+/// `scratch` holds 32 floats; the function ends with a barrier so it can be reused.
+__device__ __forceinline__ float BlockMax(float v, float* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = WarpMax(v);
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  const int warps = blockDim.x >> 5;
+  float m = lane < warps ? scratch[lane] : -INFINITY;
+  m = WarpMax(m);
+  __syncthreads();
+  return m;
 }
 
 }  // namespace tessel::cuda

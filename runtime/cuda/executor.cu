@@ -99,16 +99,7 @@ __global__ void __launch_bounds__(kAttentionThreads)
     scores[j - first] = s;
     local_max = fmaxf(local_max, s);
   }
-  // Block max through the sum helper's pattern.
-  {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    float m = WarpMax(local_max);
-    if (lane == 0) scratch[warp] = m;
-    __syncthreads();
-    m = lane < static_cast<int>(blockDim.x >> 5) ? scratch[lane] : -INFINITY;
-    local_max = WarpMax(m);
-    __syncthreads();
-  }
+  local_max = BlockMax(local_max, scratch);
   float local_sum = 0.0f;
   for (int64_t j = first + threadIdx.x; j <= last; j += blockDim.x) {
     const float p = expf(scores[j - first] - local_max);
@@ -166,15 +157,7 @@ __global__ void __launch_bounds__(kAttentionThreads)
     scores[j - first] = sc;
     local_max = fmaxf(local_max, sc);
   }
-  {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    float m = WarpMax(local_max);
-    if (lane == 0) scratch[warp] = m;
-    __syncthreads();
-    m = lane < static_cast<int>(blockDim.x >> 5) ? scratch[lane] : -INFINITY;
-    local_max = WarpMax(m);
-    __syncthreads();
-  }
+  local_max = BlockMax(local_max, scratch);
   float local_sum = 0.0f;
   for (int64_t j = first + threadIdx.x; j <= last; j += blockDim.x) {
     const float p = expf(scores[j - first] - local_max);

@@ -30,39 +30,14 @@
 #include "runtime/cpu/kernels.h"
 #include "runtime/cuda/mla.cuh"
 #include "runtime/cuda/moe.cuh"
+#include "tests/gpu/gpu_test_util.cuh"
 
 namespace tessel::cuda {
 namespace {
 
-uint64_t g_seed = 0;
-std::map<std::string, double>* g_max_error = new std::map<std::string, double>();
+using namespace gpu_test;  // NOLINT: the harness (seeds, buffers, checks)
+
 cpu::ThreadPool* g_pool = nullptr;
-
-constexpr double kBf16Tolerance = 1e-2;
-constexpr double kF32Tolerance = 1e-5;
-
-#define SEED_TRACE() \
-  SCOPED_TRACE(absl::StrCat("seed ", g_seed, " (rerun: TESSEL_TEST_SEED=", g_seed, ")"))
-
-#define ASSERT_CUDA_OK(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
-#define ASSERT_STATUS_OK(expr)            \
-  do {                                    \
-    const absl::Status status_ = (expr);  \
-    ASSERT_TRUE(status_.ok()) << status_; \
-  } while (0)
-
-std::mt19937_64 Rng(const std::string& test) {
-  return std::mt19937_64(g_seed ^ std::hash<std::string>()(test));
-}
-
-// --- host data ------------------------------------------------------------------------------
-
-std::vector<float> RandomFloats(int64_t n, std::mt19937_64& rng, float scale = 1.0f) {
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> out(n);
-  for (float& x : out) x = dist(rng);
-  return out;
-}
 
 // Uniform in [-scale, scale) from a xorshift stream seeded by rng: expert weights run to
 // hundreds of millions of values, where std::normal_distribution would take seconds.
@@ -77,74 +52,6 @@ std::vector<float> FastUniform(int64_t n, std::mt19937_64& rng, float scale) {
   }
   return out;
 }
-
-std::vector<bf16> ToBf16(const std::vector<float>& x) {
-  std::vector<bf16> out(x.size());
-  for (size_t i = 0; i < x.size(); ++i) out[i] = __float2bfloat16_rn(x[i]);
-  return out;
-}
-std::vector<float> ToF32(const std::vector<bf16>& x) {
-  std::vector<float> out(x.size());
-  for (size_t i = 0; i < x.size(); ++i) out[i] = __bfloat162float(x[i]);
-  return out;
-}
-std::vector<float> RoundBf16(const std::vector<float>& x) { return ToF32(ToBf16(x)); }
-
-// --- device buffers -------------------------------------------------------------------------
-
-template <typename T>
-class DeviceBuffer {
- public:
-  explicit DeviceBuffer(size_t n) : n_(n) {
-    if (cudaMalloc(&ptr_, std::max<size_t>(n, 1) * sizeof(T)) != cudaSuccess) ptr_ = nullptr;
-    Poison();
-  }
-  explicit DeviceBuffer(const std::vector<T>& host) : DeviceBuffer(host.size()) { Upload(host); }
-  ~DeviceBuffer() { cudaFree(ptr_); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-
-  T* get() const { return ptr_; }
-  void Upload(const std::vector<T>& host) {
-    cudaMemcpy(ptr_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice);
-  }
-  // All bytes 0xFF: NaN for f32 and bf16, -1 for int32.
-  void Poison() { cudaMemset(ptr_, 0xFF, std::max<size_t>(n_, 1) * sizeof(T)); }
-  std::vector<T> Download() const {
-    std::vector<T> host(n_);
-    cudaDeviceSynchronize();
-    cudaMemcpy(host.data(), ptr_, n_ * sizeof(T), cudaMemcpyDeviceToHost);
-    return host;
-  }
-
- private:
-  T* ptr_ = nullptr;
-  size_t n_;
-};
-
-double RelativeError(const std::vector<float>& got, const std::vector<float>& ref) {
-  if (got.size() != ref.size()) return INFINITY;
-  double diff = 0.0, norm = 0.0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    if (!std::isfinite(got[i])) return INFINITY;
-    diff += (static_cast<double>(got[i]) - ref[i]) * (static_cast<double>(got[i]) - ref[i]);
-    norm += static_cast<double>(ref[i]) * ref[i];
-  }
-  return norm > 0.0 ? std::sqrt(diff / norm) : std::sqrt(diff);
-}
-
-void Record(const std::string& kernel, double error) {
-  double& worst = (*g_max_error)[kernel];
-  worst = std::max(worst, error);
-}
-
-#define EXPECT_CLOSE(kernel, got, ref, tolerance)                               \
-  do {                                                                          \
-    const std::string kernel_ = (kernel);                                       \
-    const double error_ = RelativeError((got), (ref));                          \
-    Record(kernel_, error_);                                                    \
-    EXPECT_LE(error_, (tolerance)) << kernel_ << ": relative error " << error_; \
-  } while (0)
 
 // --- MoE router -----------------------------------------------------------------------------
 
@@ -562,30 +469,8 @@ TEST(MlaKernels, PrefillMatchesCpu) {
 }  // namespace
 }  // namespace tessel::cuda
 
-/// ctest's SKIP_RETURN_CODE (tests/gpu/CMakeLists.txt): reported as "Skipped", not passed.
-constexpr int kSkipExitCode = 77;
-
 int main(int argc, char** argv) {
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-    std::printf("SKIPPED (no CUDA device)\n");
-    return kSkipExitCode;
-  }
-  const char* seed_env = std::getenv("TESSEL_TEST_SEED");
-  tessel::cuda::g_seed =
-      seed_env != nullptr
-          ? std::strtoull(seed_env, nullptr, 10)
-          : static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-  std::printf("cuda_moe_mla_test seed %llu\n",
-              static_cast<unsigned long long>(tessel::cuda::g_seed));
   tessel::cpu::ThreadPool pool;
   tessel::cuda::g_pool = &pool;
-  testing::InitGoogleTest(&argc, argv);
-  const int result = RUN_ALL_TESTS();
-  std::printf("\nmax relative error per kernel (seed %llu):\n",
-              static_cast<unsigned long long>(tessel::cuda::g_seed));
-  for (const auto& [kernel, error] : *tessel::cuda::g_max_error) {
-    std::printf("  %-28s %.3e\n", kernel.c_str(), error);
-  }
-  return result;
+  return tessel::cuda::gpu_test::RunGpuTests(argc, argv, "cuda_moe_mla_test");
 }
