@@ -567,15 +567,24 @@ class StepBuilder {
     const int consumed =
         PushNormPrologueGemm(n + 2, match->normed, *sum, weight, match->eps, steps);
     if (consumed > 0) return 2 + consumed;
-    if (normed.data == nullptr || Overlaps(normed, *sum)) {
+    TESSEL_RETURN_IF_ERROR(PushGroupNorm(*sum, *match, steps));
+    return 2;
+  }
+
+  // The norm of a residual_rms_norm group as one RMSNorm launch from the stored sum.
+  absl::Status PushGroupNorm(const Buffer& sum, const AddNorm& group, std::vector<Step>& steps) {
+    const Buffer &normed = buffers_[group.normed], &weight = buffers_[group.weight];
+    if (normed.data == nullptr || normed.f32 || normed.is_int || Overlaps(normed, sum) ||
+        normed.elements != sum.elements || weight.elements <= 0 ||
+        normed.elements % weight.elements != 0) {
       return Error("the fused residual_rms_norm group has an unbound or overlapping result");
     }
     const int64_t dim = weight.elements, rows = normed.elements / dim;
-    const bf16 *sp = sum->b(), *wp = weight.b();
+    const bf16 *sp = sum.b(), *wp = weight.b();
     bf16* op = normed.b();
-    const float eps = match->eps;
+    const float eps = group.eps;
     steps.push_back([=](cudaStream_t s) { return LaunchRmsNorm(sp, wp, rows, dim, eps, op, s); });
-    return 2;
+    return absl::OkStatus();
   }
 
   // Matmul (cuBLASLt) followed by the residual add — an Add, or the fused residual_rms_norm
@@ -622,16 +631,7 @@ class StepBuilder {
     steps.push_back([=](cudaStream_t s) {
       return gemm->Run(ap, wp, nullptr, sp, rows, n_out, k, GemmOutput::kBF16, s, rp);
     });
-    if (!norm) return 2;
-    const Buffer &normed = buffers_[norm->normed], &norm_weight = buffers_[norm->weight];
-    if (normed.data == nullptr || normed.f32 || normed.is_int || Overlaps(normed, *sum) ||
-        normed.elements != sum->elements || norm_weight.elements != n_out) {
-      return Error("the fused residual_rms_norm group has an unbound or overlapping result");
-    }
-    const bf16 *np = static_cast<const bf16*>(sp), *gp = norm_weight.b();
-    bf16* op = normed.b();
-    const float eps = norm->eps;
-    steps.push_back([=](cudaStream_t s) { return LaunchRmsNorm(np, gp, rows, n_out, eps, op, s); });
+    if (norm) TESSEL_RETURN_IF_ERROR(PushGroupNorm(*sum, *norm, steps));
     return 2;
   }
 

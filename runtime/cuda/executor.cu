@@ -69,6 +69,19 @@ __global__ void SiluKernel(const bf16* x, int64_t n, bf16* out) {
 
 constexpr int kAttentionThreads = 128;
 
+// scores[i] = exp(scores[i] - max over the block) for i < count, returning their sum (every
+// thread gets it); `local_max` is each thread's max over its scores. Ends with a barrier.
+__device__ float ExpScores(float* scores, int64_t count, float local_max, float* scratch) {
+  const float max = BlockMax(local_max, scratch);
+  float local_sum = 0.0f;
+  for (int64_t i = threadIdx.x; i < count; i += blockDim.x) {
+    const float p = expf(scores[i] - max);
+    scores[i] = p;
+    local_sum += p;
+  }
+  return BlockSum(local_sum, scratch);
+}
+
 // One block per (b, s, h): q in shared memory, every visible key's score in shared memory,
 // then the softmax-weighted sum of v, one output feature per thread. O(kv_len * head_dim).
 __global__ void __launch_bounds__(kAttentionThreads)
@@ -99,14 +112,7 @@ __global__ void __launch_bounds__(kAttentionThreads)
     scores[j - first] = s;
     local_max = fmaxf(local_max, s);
   }
-  local_max = BlockMax(local_max, scratch);
-  float local_sum = 0.0f;
-  for (int64_t j = first + threadIdx.x; j <= last; j += blockDim.x) {
-    const float p = expf(scores[j - first] - local_max);
-    scores[j - first] = p;
-    local_sum += p;
-  }
-  const float total = BlockSum(local_sum, scratch);  // ends with a barrier
+  const float total = ExpScores(scores, last - first + 1, local_max, scratch);
   bf16* dst = out + (token * heads + h) * head_dim;
   for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) {
     float acc = 0.0f;
@@ -115,7 +121,6 @@ __global__ void __launch_bounds__(kAttentionThreads)
     dst[d] = __float2bfloat16_rn(total > 0.0f ? acc / total : 0.0f);
   }
 }
-
 
 // MLA in its absorbed form for any dims (mla.cu's kernel takes rank 512 / rope 64 only): one
 // block per (token, head); q_latent = q_nope . kv_b[h, :nope], scores against the latent and
@@ -157,14 +162,7 @@ __global__ void __launch_bounds__(kAttentionThreads)
     scores[j - first] = sc;
     local_max = fmaxf(local_max, sc);
   }
-  local_max = BlockMax(local_max, scratch);
-  float local_sum = 0.0f;
-  for (int64_t j = first + threadIdx.x; j <= last; j += blockDim.x) {
-    const float p = expf(scores[j - first] - local_max);
-    scores[j - first] = p;
-    local_sum += p;
-  }
-  const float total = BlockSum(local_sum, scratch);  // ends with a barrier
+  const float total = ExpScores(scores, last - first + 1, local_max, scratch);
   for (int64_t r = threadIdx.x; r < rank; r += blockDim.x) {
     float acc = 0.0f;
     for (int64_t j = first; j <= last; ++j)
