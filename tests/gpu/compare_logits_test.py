@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+# The pass/fail rules of compare_logits.py (the GPU end-to-end criterion), on synthetic logits:
+# runs on any machine (ctest gpu_compare_logits_rules), so a change to the rules that lets a
+# worse result pass fails here before it reaches the GPU.
+# SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+rng = np.random.default_rng()  # fresh inputs each run
+
+
+def run(ours, ref, w16=None, hf16=None, *flags):
+    with tempfile.TemporaryDirectory() as d:
+        paths = []
+        for name, a in (("ours", ours), ("ref", ref), ("w16", w16), ("hf16", hf16)):
+            if a is None:
+                continue
+            p = os.path.join(d, name + ".npy")
+            np.save(p, a.astype(np.float32))
+            paths.append(p)
+        r = subprocess.run([sys.executable, os.path.join(HERE, "compare_logits.py"), "t", *paths,
+                            *flags], capture_output=True, text=True)
+        return r.returncode == 0, r.stdout.strip()
+
+
+def noisy(a, rel):
+    n = rng.normal(size=a.shape)
+    return a + n * rel * np.linalg.norm(a) / np.linalg.norm(n)
+
+
+def flip(a, rows):
+    b = a.copy()
+    for i in rows:  # swap the top-2 of row i
+        top = np.argsort(b[i])[-2:]
+        b[i, top[0]], b[i, top[1]] = b[i, top[1]], b[i, top[0]]
+    return b
+
+
+failures = []
+cases = 0
+
+
+def expect(name, ok_expected, result):
+    global cases
+    cases += 1
+    ok, line = result
+    if ok != ok_expected:
+        failures.append(f"{name}: expected {'PASS' if ok_expected else 'FAIL'}, got: {line}")
+
+
+# A clear winner per row (margin ~20) so that noise alone never flips top-1.
+ref = rng.normal(size=(200, 64)) * 3.0
+ref[np.arange(200), rng.integers(0, 64, 200)] += 30.0
+expect("identical", True, run(ref, ref))
+expect("5e-3 noise", True, run(noisy(ref, 5e-3), ref))
+expect("2e-2 noise", False, run(noisy(ref, 2e-2), ref))
+nan = ref.copy()
+nan[3, 5] = np.nan
+expect("NaN", False, run(nan, ref))
+expect("shape", False, run(ref[:, :10], ref))
+# Criterion against the bf16-weight reference when given.
+w16 = noisy(ref, 3e-2)
+expect("vs w16 close", True, run(noisy(w16, 5e-3), ref, w16, noisy(w16, 8e-3)))
+expect("vs w16 far", False, run(noisy(w16, 2e-2), ref, w16, noisy(w16, 8e-3)))
+# Top-1 below 99%: fails unless --top1-floor-hf and HF bf16 is no better. Rows 0-19 get a
+# near tie (margin 0.01) so that a flip there moves the logits by almost nothing.
+ties = w16.copy()
+for i in range(20):
+    top = np.argsort(ties[i])[-2:]
+    ties[i, top[0]] = ties[i, top[1]] - 0.01
+ours = flip(ties, [1, 2, 3])          # 98.5%
+hf_worse = flip(ties, [4, 5, 6, 7])   # 98.0%
+hf_better = flip(ties, [9])           # 99.5%
+expect("top1 98.5%", False, run(ours, ties, ties, hf_worse))
+expect("top1 98.5% floor, HF worse", True, run(ours, ties, ties, hf_worse, "--top1-floor-hf"))
+expect("top1 98.5% floor, HF better", False,
+       run(ours, ties, ties, hf_better, "--top1-floor-hf"))
+# Relative error above the bar: only --rel-floor-hf with HF bf16 no better lets it pass.
+ours = noisy(w16, 2e-2)
+expect("rel 2e-2", False, run(ours, w16, w16, noisy(w16, 3e-2), "--top1-floor-hf"))
+expect("rel 2e-2 floor, HF 3e-2", True,
+       run(ours, w16, w16, noisy(w16, 3e-2), "--rel-floor-hf", "--top1-floor-hf"))
+expect("rel 2e-2 floor, HF 1.5e-2", False,
+       run(ours, w16, w16, noisy(w16, 1.5e-2), "--rel-floor-hf", "--top1-floor-hf"))
+if failures:
+    print("\n".join(failures))
+    sys.exit(1)
+print(f"compare_logits rules: all {cases} cases as expected")
