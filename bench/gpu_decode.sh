@@ -1,24 +1,42 @@
 #!/usr/bin/env bash
-# CUDA benchmark of Llama-3-8B bf16 (dummy weights) through tessel-run --device cuda: decode at
-# batch 1/16/64 (prompt 128) vs the HBM floor, prefill of 2048 tokens vs the GEMM floor, and
-# HF transformers (eager, torch.compile) on the same GPU in the same run. Prints a table and
-# writes $OUT/gpu_bench.json.
+# CUDA benchmark of a reference config (default Llama-3-8B) in bf16 with dummy weights through
+# tessel-run --device cuda: decode at batch 1/16/64 (prompt 128) vs the HBM floor, prefill of
+# 2048 tokens vs the GEMM floor, and HF transformers (eager, torch.compile) on the same GPU in
+# the same run. Prints a table and writes $OUT/gpu_bench.json.
 # SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
 #
-# Here: python3 bench/make_header_only_checkpoint.py models/configs/llama3-8b /tmp/l8
-#       build/bin/tessel-compile /tmp/l8 -o .gpu-build/e2e/llama3-8b --weights=none --max-context 4096
-#       tests/gpu/e2e_gpu.sh prepare      (tessel-run + libraries into .gpu-build/e2e)
-# Device: bash bench/gpu_decode.sh [--no-hf]
+# MODEL: a directory of models/configs (llama3-8b, qwen2.5-7b, deepseek-v2-lite, llama3-70b,
+# ...); LAYERS: keep the first N decoder layers (real-size layers of a model too large for one
+# GPU, e.g. MODEL=llama3-70b LAYERS=8).
+# Here:   [MODEL=.. LAYERS=..] bench/gpu_decode.sh prepare   (+ tests/gpu/e2e_gpu.sh prepare)
+# Device: [MODEL=.. LAYERS=..] bash bench/gpu_decode.sh [--no-hf]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 E2E=.gpu-build/e2e
-ART=$E2E/llama3-8b
+MODEL=${MODEL:-llama3-8b}
+LAYERS=${LAYERS:-0}
+NAME=$MODEL$([[ $LAYERS != 0 ]] && echo "-${LAYERS}l")
+ART=$E2E/$NAME
+if [[ ${1:-} == prepare ]]; then
+  set -e
+  CKPT=$(mktemp -d)
+  python3 bench/make_header_only_checkpoint.py models/configs/$MODEL "$CKPT" --layers "$LAYERS"
+  rm -rf "$ART"
+  build/bin/tessel-compile "$CKPT" -o "$ART" --weights=none --max-context 4096 --quiet
+  mkdir -p "$ART/hf-config" && cp "$CKPT/config.json" "$ART/hf-config/"
+  rm -rf "$CKPT"
+  du -sh "$ART"
+  exit 0
+fi
+HF_CONFIG=$ART/hf-config
+VOCAB=$(python3 -c "import json;print(min(128000, json.load(open('$ART/manifest.json'))['model']['vocab_size']))")
+[[ -f $HF_CONFIG/config.json ]] || HF_CONFIG=models/configs/$MODEL
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
 export NCCL_NVLS_ENABLE=0
 export LD_LIBRARY_PATH=$PWD/$E2E/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 ids() {  # ids N SEED: N random token ids, comma-separated
-  python3 -c "import random;random.seed($2);print(','.join(str(random.randrange(128000)) for _ in range($1)))"
+  python3 -c "import random;random.seed($2);print(','.join(str(random.randrange($VOCAB)) for _ in range($1)))"
 }
 # The two floors' rates, measured here: copy bandwidth (read + write) by a 4 GiB
 # device-to-device copy; bf16 GEMM rate by 8192^3 matmuls (median of 20).
@@ -44,7 +62,7 @@ PY
 read BW GEMM < "$OUT/rates.txt"
 read WEIGHT_BYTES PARAMS < <(python3 -c "
 import json;w=json.load(open('$ART/manifest.json'))['weights'];print(w['bytes'] or 2*w['parameters'], w['parameters'])")
-echo "copy bandwidth ${BW} GB/s; bf16 GEMM ${GEMM} TFLOP/s; weights ${WEIGHT_BYTES} bytes, ${PARAMS} parameters"
+echo "$NAME: copy bandwidth ${BW} GB/s; bf16 GEMM ${GEMM} TFLOP/s; weights ${WEIGHT_BYTES} bytes, ${PARAMS} parameters"
 
 for B in 1 16 64; do
   timeout 200 $E2E/tessel-run $ART --device cuda --weights dummy --prompt-ids "$(ids 128 1)" \
@@ -59,14 +77,14 @@ echo "tessel prefill rc=$? $(grep bench: "$OUT/tessel_prefill.txt" || tail -2 "$
 if [[ ${1:-} != --no-hf ]]; then
   : > "$OUT/hf.txt"
   for B in 1 16; do
-    PYTHONUNBUFFERED=1 timeout 240 python3 bench/hf_decode_peer.py models/configs/llama3-8b \
+    PYTHONUNBUFFERED=1 timeout 240 python3 bench/hf_decode_peer.py "$HF_CONFIG" \
       --batch $B --steps 32 2>&1 | grep -E "^hf|Error" | tee -a "$OUT/hf.txt"
   done
-  PYTHONUNBUFFERED=1 timeout 300 python3 bench/hf_decode_peer.py models/configs/llama3-8b \
+  PYTHONUNBUFFERED=1 timeout 300 python3 bench/hf_decode_peer.py "$HF_CONFIG" \
     --prefill-only 2048 2>&1 | grep -E "^hf|Error" | tee -a "$OUT/hf.txt"
 fi
 
-python3 - "$OUT" "$BW" "$GEMM" "$WEIGHT_BYTES" "$PARAMS" <<'PY'
+ART=$ART python3 - "$OUT" "$BW" "$GEMM" "$WEIGHT_BYTES" "$PARAMS" <<'PY'
 import json, re, sys, os
 out, bw, gemm, wbytes, params = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 decode_floor = wbytes / (bw * 1e9) * 1e3
@@ -108,6 +126,11 @@ for eng in ("eager", "compile"):
     ms = res["hf"].get(f"{eng}_prefill_ms")
     if ms: print(f"| HF {eng} | prefill {tokens} | {ms:.2f} | {prefill_floor:.2f} | {prefill_floor / ms:.2f} | "
                  f"{1e3 * tokens / ms:.0f} | {2 * params * tokens / (ms / 1e3) / 1e12:.0f} |")
+import os.path
+mt = json.load(open(os.path.join(os.environ["ART"], "manifest.json")))["model"]["model_type"]
+if mt in ("mixtral", "deepseek_v2", "deepseek_v3"):
+    print("\nMoE model: the decode floor above counts every expert's weights; a decode step "
+          "reads only the routed experts (and the shared ones), so its true floor is lower.")
 b16 = res["tessel"]["decode_b16_ms"]; c16 = res["hf"].get("compile_decode_b16_ms")
 if b16 and c16: print(f"\nbatch 16 vs torch.compile: {c16 / b16:.2f}x")
 PY

@@ -5,7 +5,7 @@
 
 Usage:
     python3 bench/make_header_only_checkpoint.py CONFIG_DIR OUT_DIR [--dtype BF16]
-                                                 [--max-shard-size 5GB] [--json]
+                                                 [--max-shard-size 5GB] [--layers N] [--json]
 
 CONFIG_DIR holds a config.json (e.g. models/configs/llama3-70b). OUT_DIR receives:
     config.json                               copied from CONFIG_DIR
@@ -231,6 +231,10 @@ def main(argv=None):
                          "e_score_correction_bias stays F32)")
     ap.add_argument("--max-shard-size", type=parse_size, default=parse_size("5GB"),
                     help="shard size limit, decimal units like save_pretrained (default 5GB)")
+    ap.add_argument("--layers", type=int, default=0,
+                    help="keep only the first N decoder layers (num_hidden_layers = N in the "
+                         "written config.json): a model's layers at real size on one GPU, "
+                         "e.g. 8 layers of Llama-3-70B")
     ap.add_argument("--json", action="store_true",
                     help="print the summary as one JSON object instead of text")
     args = ap.parse_args(argv)
@@ -238,6 +242,13 @@ def main(argv=None):
     config_path = os.path.join(args.config_dir, "config.json")
     with open(config_path) as f:
         cfg = json.load(f)
+    if args.layers < 0 or args.layers > cfg.get("num_hidden_layers", 0):
+        sys.exit(f"--layers {args.layers}: the model has {cfg.get('num_hidden_layers')} layers")
+    if args.layers:
+        cfg["num_hidden_layers"] = args.layers
+        # DeepSeek: dense layers come first; keep their count within the stack.
+        if "first_k_dense_replace" in cfg:
+            cfg["first_k_dense_replace"] = min(cfg["first_k_dense_replace"], args.layers)
     mt = cfg.get("model_type")
     if mt not in FAMILIES:
         sys.exit(f"{config_path}: model_type {mt!r} not supported "
@@ -251,7 +262,10 @@ def main(argv=None):
     for entry in os.listdir(args.out_dir):
         if re.fullmatch(r"model(-\d{5}-of-\d{5})?\.safetensors(\.index\.json)?", entry):
             os.remove(os.path.join(args.out_dir, entry))
-    if os.path.abspath(args.config_dir) != os.path.abspath(args.out_dir):
+    if args.layers:
+        with open(os.path.join(args.out_dir, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=2)
+    elif os.path.abspath(args.config_dir) != os.path.abspath(args.out_dir):
         shutil.copyfile(config_path, os.path.join(args.out_dir, "config.json"))
 
     shards = split_into_shards(tensors.items, args.max_shard_size)
