@@ -124,6 +124,9 @@ struct CudaSession::Bound {
   void* arena = nullptr;
   int32_t* inputs = nullptr;  // ids [tokens] then positions [tokens]
   std::vector<void*> scratch;  // decode-attention workspaces, rope tables
+  // Dynamic-NTK RoPE: the inverse frequencies depend on max(position) + 1 of each call; Run()
+  // copies the host-computed table (cpu::RopeInverseFrequencies) into these before launching.
+  std::vector<std::pair<cpu::RopeParams, float*>> dynamic_rope;
   std::vector<Buffer> buffers;
   std::vector<Step> steps;
   uint32_t logits_value = 0;
@@ -158,9 +161,12 @@ namespace {
 class StepBuilder {
  public:
   StepBuilder(const plan::EntryPoint& entry, std::vector<Buffer>& buffers, CublasLtGemm* gemm,
-              std::vector<void*>& scratch, int64_t capacity, int64_t tokens,
+              std::vector<void*>& scratch,
+              std::vector<std::pair<cpu::RopeParams, float*>>& dynamic_rope, int64_t capacity,
+              int64_t tokens,
               const std::vector<int>& uses, const GeneratedKernels* generated)
-      : entry_(entry), buffers_(buffers), gemm_(gemm), scratch_(scratch), capacity_(capacity),
+      : entry_(entry), buffers_(buffers), gemm_(gemm), scratch_(scratch),
+        dynamic_rope_(dynamic_rope), capacity_(capacity),
         tokens_(tokens), uses_(uses), generated_(generated) {}
 
   // Appends the steps of instruction n (and of n + 1 when fused); returns how many
@@ -681,7 +687,6 @@ class StepBuilder {
     }
     const cpu::RopeParams pq = cpu::RopeParamsFromPlan(*rq->attrs_as_RopeAttrs(), head_dim);
     const cpu::RopeParams pk = cpu::RopeParamsFromPlan(*rk->attrs_as_RopeAttrs(), head_dim);
-    if (pq.scaling == cpu::RopeScalingKind::kDynamic) return 0;  // Rope() reports it
     const RopeKernelParams kq = MakeRopeKernelParams(pq), kk = MakeRopeKernelParams(pk);
     const std::vector<float> table = cpu::RopeInverseFrequencies(pq, capacity_);
     if (kq.rotary_dim != kk.rotary_dim || kq.interleaved != kk.interleaved ||
@@ -694,6 +699,9 @@ class StepBuilder {
     scratch_.push_back(device_table);
     TESSEL_RETURN_IF_ERROR(
         UploadRopeInverseFrequencies(pq, capacity_, static_cast<float*>(device_table)));
+    if (pq.scaling == cpu::RopeScalingKind::kDynamic) {
+      dynamic_rope_.emplace_back(pq, static_cast<float*>(device_table));
+    }
     const bf16 *qp = q.b(), *kp = k.b(), *vp = v.b();
     bf16 *qo = q_out.b(), *kc = k_cache.b(), *vc = v_cache.b();
     const int32_t* pos = static_cast<const int32_t*>(positions.data);
@@ -1045,10 +1053,6 @@ class StepBuilder {
     const int64_t tokens = x.elements / (heads * head_dim);
     const plan::RopeAttrs& attrs = *inst_->attrs_as_RopeAttrs();
     cpu::RopeParams params = cpu::RopeParamsFromPlan(attrs, head_dim);
-    if (params.scaling == cpu::RopeScalingKind::kDynamic) {
-      return absl::UnimplementedError(absl::StrCat(
-          where_, ": dynamic NTK RoPE scaling is not supported on the GPU yet"));
-    }
     TESSEL_RETURN_IF_ERROR(Require(params.rotary_dim <= head_dim && params.rotary_dim % 2 == 0 &&
                                        positions.elements == tokens &&
                                        out.elements == x.elements,
@@ -1058,6 +1062,9 @@ class StepBuilder {
     scratch_.push_back(table);
     TESSEL_RETURN_IF_ERROR(
         UploadRopeInverseFrequencies(params, capacity_, static_cast<float*>(table)));
+    if (params.scaling == cpu::RopeScalingKind::kDynamic) {
+      dynamic_rope_.emplace_back(params, static_cast<float*>(table));
+    }
     const RopeKernelParams kernel = MakeRopeKernelParams(params);
     const bf16* xp = x.b();
     const int32_t* pos = static_cast<const int32_t*>(positions.data);
@@ -1139,6 +1146,7 @@ class StepBuilder {
   std::vector<Buffer>& buffers_;
   CublasLtGemm* gemm_;
   std::vector<void*>& scratch_;
+  std::vector<std::pair<cpu::RopeParams, float*>>& dynamic_rope_;
   int64_t capacity_;
   int64_t tokens_;
   const std::vector<int>& uses_;
@@ -1581,7 +1589,8 @@ absl::Status CudaSession::Bind(const plan::EntryPoint& entry, int64_t batch, int
     if (values.Get(id)->kind() == ValueKind::View) uses[values.Get(id)->base()] += 1 + uses[id];
   }
 
-  StepBuilder builder(entry, bound.buffers, gemm_.get(), bound.scratch, capacity_, tokens, uses,
+  StepBuilder builder(entry, bound.buffers, gemm_.get(), bound.scratch, bound.dynamic_rope,
+                      capacity_, tokens, uses,
                       model_->generated_kernels_.get());
   for (uint32_t n = 0; n < entry.instructions()->size();) {
     TESSEL_ASSIGN_OR_RETURN(int consumed, builder.Build(n, bound.steps));
@@ -1629,6 +1638,13 @@ absl::Status CudaSession::Run(const plan::EntryPoint& entry, std::span<const int
   TESSEL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(bound->inputs, inputs.data(),
                                               sizeof(int32_t) * inputs.size(),
                                               cudaMemcpyHostToDevice, stream_));
+  // Dynamic NTK: this call's tables, for seq_len = max(position) + 1 as cpu::Rope computes
+  // them (pageable copies: the vectors can go once cudaMemcpyAsync returns).
+  for (const auto& [params, table] : bound->dynamic_rope) {
+    const std::vector<float> host = cpu::RopeInverseFrequencies(params, position_ + seq);
+    TESSEL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(table, host.data(), sizeof(float) * host.size(),
+                                                cudaMemcpyHostToDevice, stream_));
+  }
   if (!graph || !options_.use_graphs || !bound->ran_once) {
     // Plain launches; the first run of a shape also creates cuBLASLt plans outside capture.
     for (const Step& step : bound->steps) TESSEL_RETURN_IF_ERROR(step(stream_));

@@ -16,7 +16,7 @@ if [[ ${1:-run} == prepare ]]; then
   set -e
   cmake --build build --target tessel-run tessel-compile -j2
   mkdir -p $E2E/lib $E2E/art
-  for m in $MODELS; do
+  for m in $MODELS llama_dynamic; do
     build/bin/tessel-compile tests/models/tiny/$m -o $E2E/art/$m --quiet
     cp tests/models/tiny/$m/reference_logits.npy tests/models/tiny/$m/reference.json $E2E/art/$m/
   done
@@ -97,6 +97,24 @@ PY
     echo "$m(200 tokens): FAIL $(tail -1 "$L.log") $(tail -1 "$OUT/$m.err")"; fail=1
   fi
 done
+
+# Dynamic-NTK RoPE: the prompt's logits only (HF's cached decoding uses other frequencies
+# than its prefill, as the CPU e2e test notes), tables uploaded per call by the executor.
+a=$E2E/art/llama_dynamic
+if [[ -d $a ]]; then
+  ids=$(python3 -c "import json;print(','.join(map(str,json.load(open('$a/reference.json'))['prompt_ids'])))")
+  refs=""
+  python3 tests/gpu/hf_bf16_logits.py tests/models/tiny/llama_dynamic "$a/reference.json" \
+    "$OUT/llama_dynamic.w16.npy" "$OUT/llama_dynamic.hf16.npy" > "$OUT/llama_dynamic.hf16.log" 2>&1 &&
+    refs="$OUT/llama_dynamic.w16.npy $OUT/llama_dynamic.hf16.npy"
+  if timeout 120 $E2E/tessel-run $a --device cuda --prompt-ids "$ids" --max-new-tokens 0 \
+       --logits-out "$OUT/llama_dynamic.npy" > /dev/null 2> "$OUT/llama_dynamic.err"; then
+    python3 tests/gpu/compare_logits.py "llama_dynamic(prefill)" "$OUT/llama_dynamic.npy" \
+      "$a/reference_logits.npy" $refs --min-top1 0.95 || fail=1
+  else
+    echo "llama_dynamic: FAIL $(tail -2 "$OUT/llama_dynamic.err")"; fail=1
+  fi
+fi
 
 a=$E2E/art/llama3_ptx
 ids=$(python3 -c "import json;print(','.join(map(str,json.load(open('$a/reference.json'))['prompt_ids'])))")
