@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/cuda/cuda_status.h"
+#include "runtime/cuda/device_info.h"
 
 namespace tessel::cuda {
 namespace {
@@ -227,19 +228,6 @@ __global__ void AttentionDecodeCombineKernel(const float* __restrict__ part_o,
     }
     out[bh * head_dim + d] = __float2bfloat16_rn(sum > 0.0f ? acc / sum : 0.0f);
   }
-}
-
-int MultiprocessorCount() {
-  static const int count = [] {
-    int device = 0, sms = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
-      cudaGetLastError();
-      return 132;
-    }
-    return sms;
-  }();
-  return count;
 }
 
 template <int kDim>

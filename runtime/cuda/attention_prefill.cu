@@ -56,6 +56,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/cuda/cuda_status.h"
+#include "runtime/cuda/device_info.h"
 
 namespace tessel::cuda {
 namespace {
@@ -1042,19 +1043,6 @@ absl::Status LaunchWgmma(const bf16* q, const bf16* k, const bf16* v, const int3
   return absl::OkStatus();
 }
 
-}  // namespace
-
-namespace {
-// True when the current device is compute capability 9.0 (the sm_90a code runs there).
-bool DeviceIsSm90() {
-  int device = 0, major = 0, minor = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
-    return false;
-  }
-  return major == 9 && minor == 0;
-}
 }  // namespace
 
 absl::Status LaunchAttentionPrefillWithTiles(const bf16* q, const bf16* k, const bf16* v,

@@ -116,6 +116,16 @@ using Step = std::function<absl::Status(cudaStream_t)>;
 
 bool FlashHeadDim(int64_t d) { return d == 64 || d == 128 || d == 256; }
 
+// The kernels' masking and score options of an Attention or MLAAttention instruction.
+AttentionKernelParams AttentionParamsOf(const plan::AttentionAttrs& attrs) {
+  AttentionKernelParams params;
+  params.scale = static_cast<float>(attrs.scale());
+  params.causal = attrs.causal();
+  params.sliding_window = attrs.sliding_window();
+  params.logit_softcap = static_cast<float>(attrs.logit_softcap());
+  return params;
+}
+
 }  // namespace
 
 // One entry point bound for one call shape: arena, input buffers, steps, captured graph.
@@ -340,43 +350,21 @@ class StepBuilder {
       return plan;
     };
 
-    // gate = x Wg^T, up = x Wu^T, silu(gate) * up: one launch, gate and up never stored.
+    // gate = x Wg^T, up = x Wu^T, silu(gate) * up — as SiLU and Mul, or as the group
+    // --tessel-fuse made of them: one launch, gate and up never stored.
     const plan::Instruction* second = SkinnyMatmulAt(n + 1);
-    if (second != nullptr && second->operands()->Get(0) == x_id && n + 3 < list->size() &&
-        list->Get(n + 2)->op() == OpCode::Silu && list->Get(n + 3)->op() == OpCode::Mul) {
-      const plan::Instruction *silu = list->Get(n + 2), *mul = list->Get(n + 3);
+    if (second != nullptr && second->operands()->Get(0) == x_id) {
       const uint32_t a = first->results()->Get(0), b = second->results()->Get(0);
-      const uint32_t silu_in = silu->operands()->Get(0), silu_out = silu->results()->Get(0);
-      const uint32_t up = silu_in == a ? b : a;
-      const uint32_t m0 = mul->operands()->Get(0), m1 = mul->operands()->Get(1);
-      const Buffer& out = buffers_[mul->results()->Get(0)];
-      if ((silu_in == a || silu_in == b) && ((m0 == silu_out && m1 == up) ||
-                                             (m1 == silu_out && m0 == up)) &&
-          uses_[a] == 1 && uses_[b] == 1 && uses_[silu_out] == 1 &&
-          buffers_[a].elements == buffers_[b].elements && !out.is_int && !out.f32 &&
-          out.elements == buffers_[a].elements && !Overlaps(out, x)) {
-        const plan::Instruction* gate = silu_in == a ? first : second;
-        add_weight(gate, out.data);
-        add_weight(gate == first ? second : first, out.data);
-        args.epilogue = SkinnyEpilogue::kSwiGlu;
-        return done(4, 2, {&out});
-      }
-    }
-
-    // The same with the SiLU and Mul fused by --tessel-fuse into one group.
-    if (second != nullptr && second->operands()->Get(0) == x_id && n + 2 < list->size()) {
-      const std::optional<std::array<uint32_t, 3>> swiglu = MatchSwiGlu(list->Get(n + 2));
-      const uint32_t a = first->results()->Get(0), b = second->results()->Get(0);
-      if (swiglu && ((*swiglu)[0] == a || (*swiglu)[0] == b) &&
-          (*swiglu)[1] == ((*swiglu)[0] == a ? b : a) && uses_[a] == 1 && uses_[b] == 1) {
-        const Buffer& out = buffers_[(*swiglu)[2]];
+      const std::optional<SwiGluAfter> swiglu = MatchSwiGluAfter(n + 2, a, b);
+      if (swiglu && uses_[a] == 1 && uses_[b] == 1) {
+        const Buffer& out = buffers_[swiglu->out];
         if (buffers_[a].elements == buffers_[b].elements && !out.is_int && !out.f32 &&
             out.data != nullptr && out.elements == buffers_[a].elements && !Overlaps(out, x)) {
-          const plan::Instruction* gate = (*swiglu)[0] == a ? first : second;
+          const plan::Instruction* gate = swiglu->gate == a ? first : second;
           add_weight(gate, out.data);
           add_weight(gate == first ? second : first, out.data);
           args.epilogue = SkinnyEpilogue::kSwiGlu;
-          return done(3, 2, {&out});
+          return done(2 + swiglu->instructions, 2, {&out});
         }
       }
     }
@@ -534,30 +522,98 @@ class StepBuilder {
                                    in->operands()->Get(up), in->results()->Get(0)};
   }
 
+  // silu(gate) * up over the values a and b (either one the gate) at instruction `at`: a
+  // SiLU whose result only the following Mul reads, or a fused swiglu group. Which of a, b
+  // is the gate, the value receiving the product, and how many instructions it spans.
+  struct SwiGluAfter {
+    uint32_t gate = 0, out = 0;
+    int instructions = 0;
+  };
+  std::optional<SwiGluAfter> MatchSwiGluAfter(uint32_t at, uint32_t a, uint32_t b) const {
+    const auto* list = entry_.instructions();
+    if (at >= list->size()) return std::nullopt;
+    uint32_t gate = 0, up = 0, out = 0;
+    int instructions = 0;
+    if (const std::optional<std::array<uint32_t, 3>> fused = MatchSwiGlu(list->Get(at))) {
+      gate = (*fused)[0];
+      up = (*fused)[1];
+      out = (*fused)[2];
+      instructions = 1;
+    } else if (at + 1 < list->size() && list->Get(at)->op() == OpCode::Silu &&
+               list->Get(at + 1)->op() == OpCode::Mul) {
+      const plan::Instruction *silu = list->Get(at), *mul = list->Get(at + 1);
+      const uint32_t silu_out = silu->results()->Get(0);
+      const uint32_t m0 = mul->operands()->Get(0), m1 = mul->operands()->Get(1);
+      if (uses_[silu_out] != 1 || (m0 != silu_out && m1 != silu_out)) return std::nullopt;
+      gate = silu->operands()->Get(0);
+      up = m0 == silu_out ? m1 : m0;
+      out = mul->results()->Get(0);
+      instructions = 2;
+    } else {
+      return std::nullopt;
+    }
+    if (!((gate == a && up == b) || (gate == b && up == a))) return std::nullopt;
+    return SwiGluAfter{gate, out, instructions};
+  }
+
+  // The residual add that reads the result y of the projection `gemm`, at instruction `at`:
+  // a plain Add, or a fused residual_rms_norm group (`norm` set). The sum goes to the Add's or
+  // the group's result; a group that keeps its sum inside writes it over the residual when
+  // nothing else reads that. What every GEMM epilogue needs is checked here: y read only by
+  // the add, bf16 operands of y's size, the sum 16-byte aligned, apart from the GEMM's input
+  // and either the residual itself or apart from it.
+  struct ResidualAdd {
+    const Buffer* residual = nullptr;
+    const Buffer* sum = nullptr;
+    std::optional<AddNorm> norm;
+  };
+  std::optional<ResidualAdd> MatchResidualAdd(const plan::Instruction* gemm, uint32_t at) const {
+    const auto* list = entry_.instructions();
+    if (at >= list->size()) return std::nullopt;
+    const plan::Instruction* next = list->Get(at);
+    const uint32_t y = gemm->results()->Get(0);
+    ResidualAdd match;
+    uint32_t a = 0, b = 0;
+    if (next->op() == OpCode::Add && next->operands()->size() == 2) {
+      a = next->operands()->Get(0);
+      b = next->operands()->Get(1);
+      match.sum = &buffers_[next->results()->Get(0)];
+    } else if ((match.norm = MatchAddNorm(next))) {
+      a = match.norm->a;
+      b = match.norm->b;
+    } else {
+      return std::nullopt;
+    }
+    if ((a != y && b != y) || a == b || uses_[y] != 1) return std::nullopt;
+    const uint32_t r = a == y ? b : a;
+    const Buffer &x = buffers_[gemm->operands()->Get(0)], &res = buffers_[r], &out = buffers_[y];
+    if (match.norm) {
+      match.sum = match.norm->sum >= 0 ? &buffers_[match.norm->sum]
+                                       : (uses_[r] == 1 ? &res : nullptr);
+    }
+    const Buffer* sum = match.sum;
+    if (sum == nullptr || res.is_int || res.f32 || sum->is_int || sum->f32 || out.f32 ||
+        res.elements != out.elements || sum->elements != out.elements ||
+        (sum->data != res.data && Overlaps(*sum, res)) || Overlaps(*sum, x) ||
+        !Aligned16(res.data) || !Aligned16(sum->data)) {
+      return std::nullopt;
+    }
+    match.residual = &res;
+    return match;
+  }
+
   // y = x W^T followed by the fused residual_rms_norm group reading y: the skinny GEMM adds
   // the residual in its epilogue (writing the sum), and the norm becomes the prologue of the
-  // projections that read it (or one RMSNorm launch when they cannot take it).
+  // projections that read it (or one RMSNorm launch when they cannot take it). A plain Add is
+  // PlanSkinnyGemm's.
   absl::StatusOr<int> TryResidualNormAfterGemm(uint32_t n, const plan::Instruction* first,
                                                std::vector<Step>& steps) {
-    if (n + 1 >= entry_.instructions()->size()) return 0;
-    const std::optional<AddNorm> match = MatchAddNorm(entry_.instructions()->Get(n + 1));
-    const uint32_t y = first->results()->Get(0);
-    if (!match || (match->a != y && match->b != y) || match->a == match->b || uses_[y] != 1) {
-      return 0;
-    }
-    const uint32_t r = match->a == y ? match->b : match->a;
-    const Buffer &x = buffers_[first->operands()->Get(0)], &res = buffers_[r];
-    const Buffer &normed = buffers_[match->normed], &weight = buffers_[match->weight];
-    // Where the sum goes: the group's result, else the residual itself when nothing else
-    // reads it.
-    const Buffer* sum = match->sum >= 0 ? &buffers_[match->sum] : (uses_[r] == 1 ? &res : nullptr);
-    if (sum == nullptr || res.is_int || res.f32 || sum->is_int || sum->f32 || normed.f32 ||
-        normed.is_int || res.elements != buffers_[y].elements ||
-        sum->elements != res.elements || normed.elements != res.elements ||
-        !Aligned16(res.data) || !Aligned16(sum->data) ||
-        (sum->data != res.data && Overlaps(*sum, res)) || Overlaps(*sum, x)) {
-      return 0;
-    }
+    const std::optional<ResidualAdd> match = MatchResidualAdd(first, n + 1);
+    if (!match || !match->norm) return 0;
+    const AddNorm& group = *match->norm;
+    const Buffer &normed = buffers_[group.normed], &weight = buffers_[group.weight];
+    if (normed.f32 || normed.is_int || normed.elements != match->sum->elements) return 0;
+    const Buffer& x = buffers_[first->operands()->Get(0)];
     SkinnyGemmArgs args;
     args.x = x.b();
     args.k = buffers_[first->operands()->Get(1)].dim(1);
@@ -566,14 +622,14 @@ class StepBuilder {
     args.w[0] = buffers_[first->operands()->Get(1)].b();
     args.n[0] = buffers_[first->operands()->Get(1)].dim(0);
     args.bias[0] = BiasOf(first);
-    args.out[0] = sum->data;
+    args.out[0] = match->sum->data;
     args.epilogue = SkinnyEpilogue::kAddResidual;
-    args.residual = res.b();
+    args.residual = match->residual->b();
     steps.push_back([args](cudaStream_t s) { return LaunchSkinnyGemm(args, s); });
     const int consumed =
-        PushNormPrologueGemm(n + 2, match->normed, *sum, weight, match->eps, steps);
+        PushNormPrologueGemm(n + 2, group.normed, *match->sum, weight, group.eps, steps);
     if (consumed > 0) return 2 + consumed;
-    TESSEL_RETURN_IF_ERROR(PushGroupNorm(*sum, *match, steps));
+    TESSEL_RETURN_IF_ERROR(PushGroupNorm(*match->sum, group, steps));
     return 2;
   }
 
@@ -597,47 +653,25 @@ class StepBuilder {
   // group — of its result: the GEMM adds the residual before its one rounding (beta = 1), and
   // the norm of the group runs as one RMSNorm launch from the sum.
   absl::StatusOr<int> TryGemmResidual(uint32_t n, std::vector<Step>& steps) {
-    const auto* list = entry_.instructions();
-    if (n + 1 >= list->size() || inst_->operands()->size() != 2 ||
-        inst_->attrs_as_MatmulAttrs() == nullptr ||
+    if (inst_->operands()->size() != 2 || inst_->attrs_as_MatmulAttrs() == nullptr ||
         inst_->attrs_as_MatmulAttrs()->layout() != plan::WeightLayout::OutIn) {
       return 0;
     }
-    const plan::Instruction* next = list->Get(n + 1);
-    const uint32_t y = inst_->results()->Get(0);
-    uint32_t a = 0, b = 0;
-    const Buffer* sum = nullptr;
-    std::optional<AddNorm> norm;
-    if (next->op() == OpCode::Add && next->operands()->size() == 2) {
-      a = next->operands()->Get(0);
-      b = next->operands()->Get(1);
-      sum = &buffers_[next->results()->Get(0)];
-    } else if ((norm = MatchAddNorm(next))) {
-      a = norm->a;
-      b = norm->b;
-    } else {
-      return 0;
-    }
-    if ((a != y && b != y) || a == b || uses_[y] != 1) return 0;
-    const uint32_t r = a == y ? b : a;
-    const Buffer &x = In(0), &weight = In(1), &res = buffers_[r], &out = buffers_[y];
-    if (norm) sum = norm->sum >= 0 ? &buffers_[norm->sum] : (uses_[r] == 1 ? &res : nullptr);
-    if (sum == nullptr || x.is_int || x.f32 || weight.rank() != 2 || x.rank() < 1 ||
-        x.dim(-1) != weight.dim(1) || res.is_int || res.f32 || sum->is_int || sum->f32 ||
-        out.f32 || res.elements != out.elements || sum->elements != out.elements ||
-        (sum->data != res.data && Overlaps(*sum, res)) || Overlaps(*sum, x) ||
-        !Aligned16(res.data) || !Aligned16(sum->data)) {
+    const std::optional<ResidualAdd> match = MatchResidualAdd(inst_, n + 1);
+    if (!match) return 0;
+    const Buffer &x = In(0), &weight = In(1), &out = Out();
+    if (x.is_int || x.f32 || weight.rank() != 2 || x.rank() < 1 || x.dim(-1) != weight.dim(1)) {
       return 0;
     }
     const int64_t k = weight.dim(1), rows = x.elements / k, n_out = weight.dim(0);
     if (out.elements != rows * n_out) return 0;
     CublasLtGemm* gemm = gemm_;
-    const void *ap = x.data, *wp = weight.data, *rp = res.data;
-    void* sp = sum->data;
+    const void *ap = x.data, *wp = weight.data, *rp = match->residual->data;
+    void* sp = match->sum->data;
     steps.push_back([=](cudaStream_t s) {
       return gemm->Run(ap, wp, nullptr, sp, rows, n_out, k, GemmOutput::kBF16, s, rp);
     });
-    if (norm) TESSEL_RETURN_IF_ERROR(PushGroupNorm(*sum, *norm, steps));
+    if (match->norm) TESSEL_RETURN_IF_ERROR(PushGroupNorm(*match->sum, *match->norm, steps));
     return 2;
   }
 
@@ -823,12 +857,7 @@ class StepBuilder {
             kv_b.elements == heads * (nope + v_dim) * rank &&
             positions.elements == batch * seq && out.elements == batch * seq * heads * v_dim,
         "shape mismatch"));
-    const plan::AttentionAttrs& attrs = *inst_->attrs_as_AttentionAttrs();
-    AttentionKernelParams params;
-    params.scale = static_cast<float>(attrs.scale());
-    params.causal = attrs.causal();
-    params.sliding_window = attrs.sliding_window();
-    params.logit_softcap = static_cast<float>(attrs.logit_softcap());
+    const AttentionKernelParams params = AttentionParamsOf(*inst_->attrs_as_AttentionAttrs());
     const bf16 *qn = q_nope.b(), *qr = q_rope.b(), *lat = latent.b(), *kr = key_rope.b(),
                *kvb = kv_b.b();
     const int32_t* pos = static_cast<const int32_t*>(positions.data);
@@ -1105,12 +1134,7 @@ class StepBuilder {
             k.dim(3) == dim && v.dim(3) == dim && kv_heads > 0 && heads % kv_heads == 0 &&
             positions.elements == batch * seq && out.elements == batch * seq * heads * dim,
         "shape mismatch (the GPU needs v_dim == head_dim)"));
-    const plan::AttentionAttrs& attrs = *inst_->attrs_as_AttentionAttrs();
-    AttentionKernelParams params;
-    params.scale = static_cast<float>(attrs.scale());
-    params.causal = attrs.causal();
-    params.sliding_window = attrs.sliding_window();
-    params.logit_softcap = static_cast<float>(attrs.logit_softcap());
+    const AttentionKernelParams params = AttentionParamsOf(*inst_->attrs_as_AttentionAttrs());
     const bf16 *qp = q.b(), *kp = k.b(), *vp = v.b();
     const int32_t* pos = static_cast<const int32_t*>(positions.data);
     bf16* o = out.b();

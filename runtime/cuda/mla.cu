@@ -26,6 +26,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/cuda/cuda_status.h"
+#include "runtime/cuda/device_info.h"
 #include "runtime/cuda/mma.cuh"
 
 namespace tessel::cuda {
@@ -394,19 +395,6 @@ __global__ void __launch_bounds__(256)
       }
     }
   }
-}
-
-int MultiprocessorCount() {
-  static const int count = [] {
-    int device = 0, sms = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
-      cudaGetLastError();
-      return 132;
-    }
-    return sms;
-  }();
-  return count;
 }
 
 }  // namespace
