@@ -4,6 +4,9 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cstdlib>
+#include <cstring>
+
 namespace tessel::cuda {
 
 int MultiprocessorCount() {
@@ -27,6 +30,21 @@ bool DeviceIsSm90() {
     return false;
   }
   return major == 9 && minor == 0;
+}
+
+bool PdlEnabled() {
+  static const bool enabled = [] {
+    const char* env = std::getenv("TESSEL_PDL");
+    if (env != nullptr && std::strcmp(env, "0") == 0) return false;
+    int device = 0, major = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    return major >= 9;
+  }();
+  return enabled;
 }
 
 }  // namespace tessel::cuda

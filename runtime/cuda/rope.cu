@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/cuda/cuda_status.h"
+#include "runtime/cuda/pdl.cuh"
 
 namespace tessel::cuda {
 namespace {
@@ -58,6 +59,8 @@ __global__ void __launch_bounds__(kThreads)
                bool interleaved, float attention_factor, bf16* k_cache, bf16* v_cache,
                int64_t capacity, int32_t* bad_position) {
   extern __shared__ float tables[];  // cos then sin, rotary_dim / 2 each
+  PdlLaunchDependents();
+  PdlWait();  // everything read here (q, k, v, positions, inverse frequencies) is computed
   const int half = rotary_dim / 2;
   float* cos_table = tables;
   float* sin_table = tables + half;
@@ -156,10 +159,11 @@ absl::Status LaunchRope(const bf16* x, const int32_t* positions, int64_t tokens,
   const size_t smem = params.rotary_dim * sizeof(float);
   const dim3 grid(static_cast<unsigned>(tokens),
                   static_cast<unsigned>(CeilDiv(heads, kHeadsPerBlock)));
-  RopeKernel<false><<<grid, kThreads, smem, stream>>>(
-      x, out, nullptr, nullptr, positions, 1, heads, 0, head_dim, inv_freq, params.rotary_dim,
-      params.interleaved, params.attention_factor, nullptr, nullptr, 0, nullptr);
-  TESSEL_CUDA_RETURN_IF_LAUNCH_ERROR("RopeKernel");
+  TESSEL_CUDA_RETURN_IF_ERROR(LaunchDependent(
+      RopeKernel<false>, grid, kThreads, smem, stream, x, out, nullptr, nullptr, positions,
+      int64_t{1}, static_cast<int>(heads), 0, static_cast<int>(head_dim), inv_freq,
+      params.rotary_dim, params.interleaved, params.attention_factor, nullptr, nullptr,
+      int64_t{0}, nullptr));
   return absl::OkStatus();
 }
 
@@ -178,10 +182,11 @@ absl::Status LaunchRopeAndCacheWrite(const bf16* q, bf16* q_out, const bf16* k, 
   const size_t smem = params.rotary_dim * sizeof(float);
   const dim3 grid(static_cast<unsigned>(batch * seq),
                   static_cast<unsigned>(CeilDiv(q_heads + 2 * kv_heads, kHeadsPerBlock)));
-  RopeKernel<true><<<grid, kThreads, smem, stream>>>(
-      q, q_out, k, v, positions, seq, q_heads, kv_heads, head_dim, inv_freq, params.rotary_dim,
-      params.interleaved, params.attention_factor, k_cache, v_cache, capacity, bad_position);
-  TESSEL_CUDA_RETURN_IF_LAUNCH_ERROR("RopeKernel");
+  TESSEL_CUDA_RETURN_IF_ERROR(LaunchDependent(
+      RopeKernel<true>, grid, kThreads, smem, stream, q, q_out, k, v, positions, seq,
+      static_cast<int>(q_heads), static_cast<int>(kv_heads), static_cast<int>(head_dim),
+      inv_freq, params.rotary_dim, params.interleaved, params.attention_factor, k_cache,
+      v_cache, capacity, bad_position));
   return absl::OkStatus();
 }
 

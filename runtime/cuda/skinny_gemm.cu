@@ -20,8 +20,11 @@
 //   (deterministic), then the epilogue adds bias / residual or applies SwiGLU and stores.
 #include "runtime/cuda/skinny_gemm.cuh"
 
+#include <cstdlib>
+
 #include "absl/strings/str_cat.h"
 #include "runtime/cuda/cuda_status.h"
+#include "runtime/cuda/pdl.cuh"
 
 namespace tessel::cuda {
 namespace {
@@ -44,6 +47,7 @@ struct Params {
   float norm_eps;
   int out_f32;
   SkinnyEpilogue epilogue;
+  uint32_t prefetch_bytes;  // of each weight row, asked of L2 before waiting on the previous kernel
 };
 
 __device__ __forceinline__ uint4 LoadStream(const bf16* p) {
@@ -150,6 +154,17 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SkinnyGemmKernel(const P
   for (int nt = 0; nt < kNTiles; ++nt) {
     xrow[nt] = p.x + static_cast<int64_t>(min(g + 8 * nt, p.m - 1)) * k + 8 * t;
   }
+
+  // Weights are never written by a kernel: ask L2 for the start of this CTA's rows before
+  // waiting for the kernel that produces x (programmatic dependent launch, pdl.cuh), so this
+  // grid's ramp-up overlaps the previous grid's tail.
+  PdlLaunchDependents();
+  if (p.prefetch_bytes != 0 && warp == 0 && lane < kTileRows * kMats) {
+    const int r = min(row0 + lane % kTileRows, n - 1);
+    const uint32_t bytes = min(p.prefetch_bytes, static_cast<uint32_t>(k) * 2u) & ~15u;
+    if (bytes != 0) PrefetchL2(p.w[seg + lane / kTileRows] + static_cast<int64_t>(r) * k, bytes);
+  }
+  PdlWait();
 
   const bf16* norm_w = kNorm ? p.norm_weight + 8 * t : nullptr;
   float squares[kNTiles] = {};
@@ -279,10 +294,14 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SkinnyGemmKernel(const P
 
 template <int kMats, int kMinBlocks, bool kNorm>
 void LaunchVariant(const Params& p, int grid, int m, cudaStream_t stream) {
+  // The error is read by Launch through cudaGetLastError (LaunchDependent's return value is
+  // the same launch error).
   if (m <= 8) {
-    SkinnyGemmKernel<kMats, 1, kMinBlocks, kNorm><<<grid, kThreads, 0, stream>>>(p);
+    (void)LaunchDependent(SkinnyGemmKernel<kMats, 1, kMinBlocks, kNorm>, grid, kThreads, 0,
+                          stream, p);
   } else {
-    SkinnyGemmKernel<kMats, 2, kMinBlocks, kNorm><<<grid, kThreads, 0, stream>>>(p);
+    (void)LaunchDependent(SkinnyGemmKernel<kMats, 2, kMinBlocks, kNorm>, grid, kThreads, 0,
+                          stream, p);
   }
 }
 
@@ -304,6 +323,18 @@ absl::Status Launch(const Params& p, int grid, int m, int occupancy, cudaStream_
   }
   TESSEL_CUDA_RETURN_IF_LAUNCH_ERROR("SkinnyGemmKernel");
   return absl::OkStatus();
+}
+
+// Bytes of each weight row a CTA asks L2 for before it waits on the previous kernel (only
+// with programmatic dependent launch; TESSEL_SKINNY_PREFETCH overrides, for measurements).
+uint32_t PrefetchBytesPerRow() {
+  static const uint32_t bytes = [] {
+    if (!PdlEnabled()) return 0u;
+    const char* env = std::getenv("TESSEL_SKINNY_PREFETCH");
+    if (env == nullptr) return 2048u;
+    return static_cast<uint32_t>(std::strtoul(env, nullptr, 10));
+  }();
+  return bytes;
 }
 
 }  // namespace
@@ -345,6 +376,7 @@ absl::Status LaunchSkinnyGemm(const SkinnyGemmArgs& args, cudaStream_t stream) {
   p.norm_eps = args.norm_eps;
   p.out_f32 = args.out_f32 ? 1 : 0;
   p.epilogue = args.epilogue;
+  p.prefetch_bytes = PrefetchBytesPerRow();
   int64_t tiles = 0;
   for (int i = 0; i < kSkinnyMaxWeights; ++i) {
     p.tile_begin[i] = static_cast<int>(tiles);

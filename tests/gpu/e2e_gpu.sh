@@ -73,7 +73,8 @@ print(f"{sys.argv[1]}: greedy ids match HF for the first {n} of {len(ref)}")
 PY
   # Prefill-then-decode path: the prompt's last 8 tokens one decode step each (graphs).
   n=$(python3 -c "print(len('$ids'.split(','))-8)")
-  if timeout 120 $E2E/tessel-run $a --device cuda --prompt-ids "$ids" --max-new-tokens 0 \
+  # The config says 16 positions; the prompt is longer (that is what dynamic NTK is for).
+  if timeout 120 $E2E/tessel-run $a --device cuda --prompt-ids "$ids" --max-new-tokens 0 --max-context 64 \
        --prefill-tokens $n --logits-out "$OUT/$m.dec.npy" > /dev/null 2>> "$OUT/$m.err"; then
     python3 tests/gpu/compare_logits.py "$m(decode)" "$OUT/$m.dec.npy" "$a/reference_logits.npy" $refs \
       --min-top1 0.95 $moe || fail=1
@@ -107,7 +108,8 @@ if [[ -d $a ]]; then
   python3 tests/gpu/hf_bf16_logits.py tests/models/tiny/llama_dynamic "$a/reference.json" \
     "$OUT/llama_dynamic.w16.npy" "$OUT/llama_dynamic.hf16.npy" > "$OUT/llama_dynamic.hf16.log" 2>&1 &&
     refs="$OUT/llama_dynamic.w16.npy $OUT/llama_dynamic.hf16.npy"
-  if timeout 120 $E2E/tessel-run $a --device cuda --prompt-ids "$ids" --max-new-tokens 0 \
+  # The config says 16 positions; the prompt is longer (that is what dynamic NTK is for).
+  if timeout 120 $E2E/tessel-run $a --device cuda --prompt-ids "$ids" --max-new-tokens 0 --max-context 64 \
        --logits-out "$OUT/llama_dynamic.npy" > /dev/null 2> "$OUT/llama_dynamic.err"; then
     python3 tests/gpu/compare_logits.py "llama_dynamic(prefill)" "$OUT/llama_dynamic.npy" \
       "$a/reference_logits.npy" $refs --min-top1 0.95 || fail=1
