@@ -430,7 +430,8 @@ class StepBuilder {
     const plan::Instruction* next = entry_.instructions()->Get(at);
     if (next->operands()->size() == 0 || next->operands()->Get(0) != normed) return 0;
     if (x_in.is_int || x_in.f32 || weight.f32 || x_in.rank() < 1 ||
-        weight.elements != x_in.dim(-1) || !Aligned16(x_in.data) || !Aligned16(weight.data)) {
+        weight.elements != x_in.dim(-1) || x_in.dim(-1) > kSkinnyMaxNormK ||
+        !Aligned16(x_in.data) || !Aligned16(weight.data)) {
       return 0;
     }
     SkinnyPlan plan = PlanSkinnyGemm(at);

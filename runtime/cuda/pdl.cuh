@@ -37,14 +37,6 @@ __device__ __forceinline__ void PdlLaunchDependents() {
 #endif
 }
 
-/// Asks L2 to fetch [p, p + bytes) (bytes a multiple of 16, p 16-byte aligned) without
-/// waiting for it; on GPUs before sm_90 it does nothing.
-__device__ __forceinline__ void PrefetchL2(const void* p, uint32_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(bytes) : "memory");
-#endif
-}
-
 /// Launches kernel<<<grid, block, smem, stream>>>(args...) with the programmatic stream
 /// serialization attribute when PdlEnabled(); the kernel must follow the contract above.
 template <typename... Params, typename... Args>

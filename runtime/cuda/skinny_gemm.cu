@@ -20,8 +20,6 @@
 //   (deterministic), then the epilogue adds bias / residual or applies SwiGLU and stores.
 #include "runtime/cuda/skinny_gemm.cuh"
 
-#include <cstdlib>
-
 #include "absl/strings/str_cat.h"
 #include "runtime/cuda/cuda_status.h"
 #include "runtime/cuda/pdl.cuh"
@@ -47,7 +45,6 @@ struct Params {
   float norm_eps;
   int out_f32;
   SkinnyEpilogue epilogue;
-  uint32_t prefetch_bytes;  // of each weight row, asked of L2 before waiting on the previous kernel
 };
 
 __device__ __forceinline__ uint4 LoadStream(const bf16* p) {
@@ -120,12 +117,14 @@ __device__ __forceinline__ void NormHalf(uint4& x, const uint4& weight, float& s
 // kNorm: x is the input of an RMSNorm whose weight is p.norm_weight (see SkinnyGemmArgs).
 template <int kMats, int kNTiles, int kMinBlocks, bool kNorm>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) SkinnyGemmKernel(const Params p) {
-  // Registers per chunk: 4 uint4 of W per matrix, 2 of x per n-tile.
+  // Registers per chunk: 4 uint4 of W per matrix, 2 of x per n-tile (the RMSNorm weights
+  // are read from shared memory when used).
   constexpr int kPerChunk = kMats * 4 + kNTiles * 2;
   constexpr int kBudget = kMinBlocks == 1 ? 24 : 16;
   constexpr int kUnroll = kBudget / kPerChunk > 0 ? kBudget / kPerChunk : 1;
   __shared__ float partial[kWarps][kMats][kTileRows][kNTiles * 8];
   __shared__ float row_squares[kWarps][kNTiles * 8];  // kNorm: per warp, per x row
+  extern __shared__ __align__(16) bf16 norm_s[];  // kNorm: the RMSNorm weight, k values
 
   const int tile = blockIdx.x;
   int seg = 0;
@@ -155,18 +154,20 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SkinnyGemmKernel(const P
     xrow[nt] = p.x + static_cast<int64_t>(min(g + 8 * nt, p.m - 1)) * k + 8 * t;
   }
 
-  // Weights are never written by a kernel: ask L2 for the start of this CTA's rows before
-  // waiting for the kernel that produces x (programmatic dependent launch, pdl.cuh), so this
-  // grid's ramp-up overlaps the previous grid's tail.
+  // Programmatic dependent launch (pdl.cuh): the next kernel may be scheduled once every CTA
+  // of this one has started; what does not depend on the previous kernel (the RMSNorm
+  // weights, constant) is staged before waiting for it. (Asking L2 to prefetch the first
+  // 1-8 KB of each weight row here as well measured slower: 0 to +0.9 ms per decode step.)
   PdlLaunchDependents();
-  if (p.prefetch_bytes != 0 && warp == 0 && lane < kTileRows * kMats) {
-    const int r = min(row0 + lane % kTileRows, n - 1);
-    const uint32_t bytes = min(p.prefetch_bytes, static_cast<uint32_t>(k) * 2u) & ~15u;
-    if (bytes != 0) PrefetchL2(p.w[seg + lane / kTileRows] + static_cast<int64_t>(r) * k, bytes);
+  if constexpr (kNorm) {
+    for (int i = threadIdx.x * 8; i < k; i += kThreads * 8) {
+      *reinterpret_cast<uint4*>(norm_s + i) = LoadShared(p.norm_weight + i);
+    }
   }
   PdlWait();
+  if constexpr (kNorm) __syncthreads();
 
-  const bf16* norm_w = kNorm ? p.norm_weight + 8 * t : nullptr;
+  const bf16* norm_w = kNorm ? norm_s + 8 * t : nullptr;
   float squares[kNTiles] = {};
 
   float acc[kMats][kNTiles][4];
@@ -183,7 +184,6 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SkinnyGemmKernel(const P
   for (; c0 + kWarps * (kUnroll - 1) < chunks; c0 += kWarps * kUnroll) {
     uint4 wv[kUnroll][kMats][2][2];  // [chunk][matrix][row g / g + 8][k half]
     uint4 xv[kUnroll][kNTiles][2];   // [chunk][n-tile][k half]
-    uint4 nv[kNorm ? kUnroll : 1][2];  // [chunk][k half]: RMSNorm weights
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int off = (c0 + kWarps * u) * kChunk;
@@ -195,16 +195,18 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SkinnyGemmKernel(const P
           for (int h = 0; h < 2; ++h) wv[u][mat][h][half] = LoadStream(wrow[mat][h] + off + 32 * half);
 #pragma unroll
         for (int nt = 0; nt < kNTiles; ++nt) xv[u][nt][half] = LoadShared(xrow[nt] + off + 32 * half);
-        if constexpr (kNorm) nv[u][half] = LoadShared(norm_w + off + 32 * half);
       }
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       if constexpr (kNorm) {
+        const int off = (c0 + kWarps * u) * kChunk;
 #pragma unroll
-        for (int nt = 0; nt < kNTiles; ++nt)
+        for (int half = 0; half < 2; ++half) {
+          const uint4 nw = *reinterpret_cast<const uint4*>(norm_w + off + 32 * half);
 #pragma unroll
-          for (int half = 0; half < 2; ++half) NormHalf(xv[u][nt][half], nv[u][half], squares[nt]);
+          for (int nt = 0; nt < kNTiles; ++nt) NormHalf(xv[u][nt][half], nw, squares[nt]);
+        }
       }
       ChunkMma<kMats, kNTiles>(acc, wv[u], xv[u]);
     }
@@ -225,7 +227,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SkinnyGemmKernel(const P
     if constexpr (kNorm) {
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
-        const uint4 nw = LoadShared(norm_w + off + 32 * half);
+        const uint4 nw = *reinterpret_cast<const uint4*>(norm_w + off + 32 * half);
 #pragma unroll
         for (int nt = 0; nt < kNTiles; ++nt) NormHalf(xv[nt][half], nw, squares[nt]);
       }
@@ -296,11 +298,12 @@ template <int kMats, int kMinBlocks, bool kNorm>
 void LaunchVariant(const Params& p, int grid, int m, cudaStream_t stream) {
   // The error is read by Launch through cudaGetLastError (LaunchDependent's return value is
   // the same launch error).
+  const size_t smem = kNorm ? sizeof(bf16) * p.k : 0;
   if (m <= 8) {
-    (void)LaunchDependent(SkinnyGemmKernel<kMats, 1, kMinBlocks, kNorm>, grid, kThreads, 0,
+    (void)LaunchDependent(SkinnyGemmKernel<kMats, 1, kMinBlocks, kNorm>, grid, kThreads, smem,
                           stream, p);
   } else {
-    (void)LaunchDependent(SkinnyGemmKernel<kMats, 2, kMinBlocks, kNorm>, grid, kThreads, 0,
+    (void)LaunchDependent(SkinnyGemmKernel<kMats, 2, kMinBlocks, kNorm>, grid, kThreads, smem,
                           stream, p);
   }
 }
@@ -323,18 +326,6 @@ absl::Status Launch(const Params& p, int grid, int m, int occupancy, cudaStream_
   }
   TESSEL_CUDA_RETURN_IF_LAUNCH_ERROR("SkinnyGemmKernel");
   return absl::OkStatus();
-}
-
-// Bytes of each weight row a CTA asks L2 for before it waits on the previous kernel (only
-// with programmatic dependent launch; TESSEL_SKINNY_PREFETCH overrides, for measurements).
-uint32_t PrefetchBytesPerRow() {
-  static const uint32_t bytes = [] {
-    if (!PdlEnabled()) return 0u;
-    const char* env = std::getenv("TESSEL_SKINNY_PREFETCH");
-    if (env == nullptr) return 2048u;
-    return static_cast<uint32_t>(std::strtoul(env, nullptr, 10));
-  }();
-  return bytes;
 }
 
 }  // namespace
@@ -367,6 +358,10 @@ absl::Status LaunchSkinnyGemm(const SkinnyGemmArgs& args, cudaStream_t stream) {
   if (args.norm_weight != nullptr && !Aligned16(args.norm_weight)) {
     return absl::InvalidArgumentError("skinny gemm: norm_weight is not 16-byte aligned");
   }
+  if (args.norm_weight != nullptr && args.k > kSkinnyMaxNormK) {
+    return absl::InvalidArgumentError(absl::StrCat("skinny gemm: the RMSNorm prologue takes k <= ",
+                                                   kSkinnyMaxNormK, ", not ", args.k));
+  }
   Params p = {};
   p.x = args.x;
   p.m = static_cast<int>(args.m);
@@ -376,7 +371,6 @@ absl::Status LaunchSkinnyGemm(const SkinnyGemmArgs& args, cudaStream_t stream) {
   p.norm_eps = args.norm_eps;
   p.out_f32 = args.out_f32 ? 1 : 0;
   p.epilogue = args.epilogue;
-  p.prefetch_bytes = PrefetchBytesPerRow();
   int64_t tiles = 0;
   for (int i = 0; i < kSkinnyMaxWeights; ++i) {
     p.tile_begin[i] = static_cast<int>(tiles);

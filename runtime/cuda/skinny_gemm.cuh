@@ -22,6 +22,8 @@ enum class SkinnyEpilogue {
 };
 
 inline constexpr int kSkinnyMaxRows = 16;
+/// Largest k of the RMSNorm prologue (its weight is staged in shared memory).
+inline constexpr int64_t kSkinnyMaxNormK = 8192;
 inline constexpr int kSkinnyMaxWeights = 3;
 
 /// C_i [m, n_i] = A [m, k] @ W_i[n_i, k]^T (HF out x in layout), bf16 operands, f32

@@ -384,8 +384,9 @@ TEST(CudaKernels, SkinnyGemm) {
                                                                   : 1;
         const bool bias = epilogue == SkinnyEpilogue::kStore && weights == 3;
         const bool f32 = epilogue == SkinnyEpilogue::kStore && weights == 1;
-        // The RMSNorm prologue on the occupancy-2 runs: the reference normalizes first.
-        const bool norm = occupancy == 2;
+        // The RMSNorm prologue on the occupancy-2 runs (k within its limit; beyond it the
+        // launch is refused, checked below): the reference normalizes first.
+        const bool norm = occupancy == 2 && s.k <= kSkinnyMaxNormK;
         SCOPED_TRACE(absl::StrCat("m=", s.m, " k=", s.k, " n0=", s.n[0], " weights=", weights,
                                   " epilogue=", static_cast<int>(epilogue),
                                   " occupancy=", occupancy, " norm=", norm));
@@ -462,6 +463,20 @@ TEST(CudaKernels, SkinnyGemm) {
   bad.m = 1;
   bad.k = 100;
   EXPECT_FALSE(LaunchSkinnyGemm(bad, nullptr).ok());
+  // The RMSNorm prologue past its k limit (weight staged in shared memory).
+  DeviceBuffer<bf16> big(kSkinnyMaxNormK + 64);
+  SkinnyGemmArgs wide;
+  wide.x = big.get();
+  wide.m = 1;
+  wide.k = kSkinnyMaxNormK + 64;
+  wide.weights = 1;
+  wide.w[0] = big.get();
+  wide.n[0] = 1;
+  wide.out[0] = big.get();
+  wide.norm_weight = big.get();
+  const absl::Status status = LaunchSkinnyGemm(wide, nullptr);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_NE(status.message().find("RMSNorm prologue"), std::string_view::npos) << status;
 }
 
 // --- attention ------------------------------------------------------------------------------

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Decode step time of tessel-run --bench (Llama-3-8B dummy weights by default, prompt 128,
+# 64 new tokens) under environment settings given as arguments, for A/B measurements of
+# launch-level options (programmatic dependent launch, L2 prefetch sizes, ...).
+# SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+#
+# Device (after bench/gpu_decode.sh prepare here):
+#   BATCHES="1 16" bash bench/gpu_decode_sweep.sh "TESSEL_PDL=0" "TESSEL_SKINNY_PREFETCH=0" ...
+# Each argument is one setting: a space-separated list of VAR=VALUE ("" = defaults).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+E2E=.gpu-build/e2e
+MODEL=${MODEL:-llama3-8b}
+ART=$E2E/$MODEL
+BATCHES=${BATCHES:-1 16}
+REPEATS=${REPEATS:-2}
+OUT=${OUT:-/tmp/gpu-out}
+mkdir -p "$OUT"
+export NCCL_NVLS_ENABLE=0
+export LD_LIBRARY_PATH=$PWD/$E2E/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+PROMPT=$(python3 -c "import random;random.seed(1);print(','.join(str(random.randrange(128000)) for _ in range(128)))")
+echo "| setting | batch | decode ms/step (each run) |"
+echo "|---|---:|---|"
+for setting in "$@"; do
+  for B in $BATCHES; do
+    times=""
+    for r in $(seq "$REPEATS"); do
+      env $setting timeout 200 $E2E/tessel-run $ART --device cuda --weights dummy \
+        --prompt-ids "$PROMPT" --bench --batch "$B" --max-new-tokens 64 --max-context 512 \
+        > /dev/null 2> "$OUT/sweep.err"
+      t=$(grep -oE "median [0-9.]+ ms/step" "$OUT/sweep.err" | grep -oE "[0-9.]+" | head -1)
+      [[ -z $t ]] && t="FAIL($(tail -1 "$OUT/sweep.err"))"
+      times="$times $t"
+    done
+    echo "| ${setting:-defaults} | $B |$times |"
+  done
+done
