@@ -1,15 +1,53 @@
-// Flash-decoding (Dao et al. 2023): one query per sequence, the context split into chunks
-// processed by separate blocks, then a second pass merging the chunks' partial softmaxes.
+// Decode attention on tensor cores: one query per sequence, flash-decoding splits merged by
+// the last block of each head group to finish (one launch).
 // SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
 //
-// Pass 1, block (split, kv head x head group, batch): the (up to 8) query heads sharing one KV
-// head read each K/V row once. Each of the 4 warps takes 32-key tiles of the chunk in turn,
-// staged in its own shared memory with cp.async; lane j scores key j against every head of
-// the group, the running max / sum / output are updated per head (f32), and the warps' states
-// are merged through shared memory. With one split the block writes the output; else it
-// writes (unnormalized output, max, sum) and pass 2 combines the splits:
-// O = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s. Memory bound: every visible K and V
-// row is read once, 2 * visible * kv_heads * head_dim * 2 bytes per sequence.
+// Algorithm: flash-decoding (Dao et al. 2023, "Flash-Decoding for long-context inference"):
+// the visible keys of a sequence are cut into splits computed by separate blocks, each with
+// the online softmax of Milakov & Gimelshein 2018; the splits' partial softmaxes merge as
+// O = sum_s 2^(m_s - M) o_s / sum_s 2^(m_s - M) l_s. Cost: every visible K and V row is read
+// once, 2 * visible * kv_heads * head_dim * 2 bytes per sequence; 4 * visible * head_dim FLOPs
+// per query head on the tensor cores (padding included: at most 2x, nothing next to the bytes).
+//
+// Block (split, kv head x head group, batch), kWarps warps. The heads of one GQA group (up to
+// 16 per block: more make several head groups) share every K/V row the block reads.
+// - Products, transposed so that the few query heads are the N of mma.m16n8k16 (n8 per 8
+//   heads, kNTiles = 1 or 2) and 16 keys / 16 features are the M:
+//     S^T (16 keys x 8 heads) = K (16 keys x D, A operand, ldmatrix) Q^T (D x 8, B operand),
+//     O^T (D x 8 heads) += V^T (D x 16 keys, A operand, ldmatrix.trans) P^T (16 keys x 8).
+//   Against M = heads (the prefill orientation) this halves the MMAs and the O registers at
+//   groups <= 8 (Llama-3-8B's 4 heads fill half of n8 instead of a quarter of m16): O^T is
+//   D / 16 x kNTiles x 4 f32 per lane (32 at D = 128, one n8 tile).
+//   P^T's B fragment is the transpose of the S^T accumulator's pairs: each 8x8 bf16 block
+//   (C layout: lane holds key g, heads 2c..2c+1) is turned by movmatrix.trans into the B
+//   layout (keys 2c..2c+1, head g). Fragment layouts: runtime/cuda/mma.cuh (g = lane / 4,
+//   c = lane % 4).
+// - Each warp owns the 16-key tiles warp, warp + kWarps, ... of the block's split and runs
+//   its own cp.async pipeline of kStages tiles in its own shared memory (no block barrier in
+//   the key loop): while tile t is computed, tiles t+1..t+kStages-1 are in flight. Per warp
+//   its own online softmax (per head: max across the 8 lanes of a column, xor 4, 8, 16).
+//   Keys past the split's end are zero-filled, never read (unwritten cache rows may be NaN),
+//   and masked to -inf.
+// - Shared memory (bf16 rows padded by 16 bytes: conflict-free ldmatrix): Q [8 kNTiles][D+8],
+//   tiles [kWarps][kStages][K, V][16][D+8]: D=64 4 warps x 4 stages 74 KiB, D=128 4 x 3
+//   104 KiB, D=256 2 x 3 101 KiB: two blocks per SM on the H100, every block of a planned
+//   launch (2 x SMs blocks) resident at once.
+// - Q fragments stay in registers (D/8 x kNTiles registers) except at D = 256 with two n8
+//   tiles, where they are re-read from shared memory each tile (O alone is 128 registers).
+// - Splits: PlanAttentionDecode fixes their number for the cache's capacity (a captured CUDA
+//   graph keeps it); each launch re-divides the keys visible at its step: active = min(splits,
+//   ceil(visible / 128)) splits of equal multiples of 16 keys; the other blocks exit at once.
+//   128 keys is what one block has in flight at once (4 warps x 2 tiles at D = 128): fewer
+//   per split would only add a merge.
+// - Merge, in the same launch: the warps of a block merge through shared memory (reusing the
+//   tile buffers). With one active split the block writes the bf16 output. Else it writes its
+//   (unnormalized o, log2-domain max m, sum l) to the workspace, __threadfence(), and counts
+//   itself on the (sequence, kv head, head group)'s counter with atomicAdd; the block that
+//   arrives last merges the splits in split order (the result does not depend on which block
+//   is last), writes the output and resets the counter to 0 for the next launch. The workspace
+//   is zeroed once when allocated (attention_decode.cuh).
+// - Programmatic dependent launch (pdl.cuh): every block triggers its dependents at its start
+//   and waits for the previous kernel before it reads positions, q or the caches.
 #include "runtime/cuda/attention_decode.cuh"
 
 #include <algorithm>
@@ -18,248 +56,480 @@
 #include "absl/strings/str_cat.h"
 #include "runtime/cuda/cuda_status.h"
 #include "runtime/cuda/device_info.h"
+#include "runtime/cuda/mma.cuh"
+#include "runtime/cuda/pdl.cuh"
 
 namespace tessel::cuda {
 namespace {
 
-constexpr int kWarps = 4;
-constexpr int kThreads = kWarps * 32;
-constexpr int kMaxGroup = 8;  // query heads per block
-constexpr int kTile = 32;     // keys per warp tile
+constexpr int kMaxGroup = 16;         // query heads per block: two n8 tiles
+constexpr int kKeys = 16;             // keys per warp tile: one k16 step of P V
+constexpr int kMinKeysPerSplit = 128;  // visible keys per active split, at least
+constexpr int kMaxSplits = 256;       // the last block's merge keeps 2 x 16 x 256 f32 in smem
+constexpr float kLog2e = 1.4426950408889634f;
 
 template <int kDim>
-struct DecodeShape {
-  static constexpr int kKStride = kDim + 8;
-  static constexpr int kWordsPerLane = kDim / 64;
-  static constexpr size_t kQBytes = sizeof(float) * kMaxGroup * kDim;
-  static constexpr size_t kKBytes = sizeof(bf16) * kTile * kKStride;  // per warp
-  static constexpr size_t kVBytes = sizeof(bf16) * kTile * kDim;      // per warp
-  static constexpr size_t kPBytes = sizeof(float) * kMaxGroup * kTile;  // per warp
-  static constexpr size_t kWarpBytes = kKBytes + kVBytes + kPBytes;
-  static constexpr size_t kSmem = kQBytes + kWarps * kWarpBytes;
-  static_assert(sizeof(float) * kWarps * kMaxGroup * kDim <= kWarps * kWarpBytes);
+struct DecodeConfig {
+  static constexpr int kWarps = kDim == 256 ? 2 : 4;
+  static constexpr int kStages = kDim == 64 ? 4 : 3;
+  static constexpr int kThreads = 32 * kWarps;
+  static constexpr int kStride = kDim + 8;             // bf16 per shared Q/K/V row
+  static constexpr int kChunks = kDim / 8;             // 16-byte chunks per row
+  static constexpr int kStageElems = 2 * kKeys * kStride;  // K tile then V tile
+  static constexpr int kOStride = kDim + 4;            // f32 per shared O row of the merges
+  static size_t SmemBytes(int n_tiles) {
+    return sizeof(bf16) * (8 * n_tiles * kStride + kWarps * kStages * kStageElems);
+  }
+  static_assert(kDim % 32 == 0 && (kKeys * kChunks) % 32 == 0, "tile load is exact");
+  // The merges reuse the tile buffers.
+  static_assert(sizeof(float) * kWarps * kMaxGroup * kOStride <=
+                sizeof(bf16) * kWarps * kStages * kStageElems);
+  static_assert(sizeof(float) * 2 * kMaxGroup * kMaxSplits <=
+                sizeof(bf16) * kWarps * kStages * kStageElems);
 };
 
-template <int kDim>
-__global__ void __launch_bounds__(kThreads)
+// Two floats as bf16x2, `lo` in the low half (the lower column of a fragment pair).
+__device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+// Transposes an 8x8 b16 matrix held in the ldmatrix / C-fragment layout (lane: row lane / 4,
+// columns 2 (lane % 4) + {0, 1}): afterwards the lane holds the same positions of the
+// transpose, i.e. rows 2 (lane % 4) + {0, 1} of column lane / 4 of the input.
+__device__ __forceinline__ uint32_t TransposeB16(uint32_t x) {
+  uint32_t y;
+  asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(y) : "r"(x));
+  return y;
+}
+
+// 2^x; 2^-inf = +0.
+__device__ __forceinline__ float Exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+template <int kDim, int kNTiles>
+__global__ void __launch_bounds__(DecodeConfig<kDim>::kThreads)
     AttentionDecodeKernel(const bf16* __restrict__ q, const bf16* __restrict__ k_cache,
                           const bf16* __restrict__ v_cache, const int32_t* __restrict__ positions,
                           int64_t heads, int64_t capacity, int64_t kv_heads, int group,
-                          int head_groups, AttentionKernelParams params, int chunk, int splits,
+                          int head_groups, AttentionKernelParams params, int splits,
                           bf16* __restrict__ out, float* __restrict__ part_o,
-                          float* __restrict__ part_ml) {
-  using S = DecodeShape<kDim>;
+                          float* __restrict__ part_ml, unsigned* __restrict__ counters) {
+  using C = DecodeConfig<kDim>;
+  constexpr int kWarps = C::kWarps, kStages = C::kStages, kStride = C::kStride;
+  constexpr int kRows = 8 * kNTiles;  // head slots: the N of the products, rows of q_s
+  constexpr bool kQInRegisters = kDim * kNTiles <= 256;
   extern __shared__ __align__(16) unsigned char smem[];
-  __shared__ float m_s[kWarps][kMaxGroup], l_s[kWarps][kMaxGroup];
-  float* q_s = reinterpret_cast<float*>(smem);
-  unsigned char* warp_smem = smem + S::kQBytes + threadIdx.x / 32 * S::kWarpBytes;
-  bf16* k_s = reinterpret_cast<bf16*>(warp_smem);
-  bf16* v_s = reinterpret_cast<bf16*>(warp_smem + S::kKBytes);
-  float* p_s = reinterpret_cast<float*>(warp_smem + S::kKBytes + S::kVBytes);
+  __shared__ float warp_max[kWarps][kRows], warp_sum[kWarps][kRows];
+  __shared__ bool last_block;
+  bf16* q_s = reinterpret_cast<bf16*>(smem);  // [kRows][kStride]
+  bf16* tiles = q_s + kRows * kStride;        // [kWarps][kStages][K, V][kKeys][kStride]
+  float* merge_s = reinterpret_cast<float*>(tiles);  // the merges, once the key loop is done
 
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  PdlLaunchDependents();
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int g = lane >> 2, c = lane & 3;  // fragment row (and row + 8), column pair
   const int split = blockIdx.x;
   const int kvh = blockIdx.y / head_groups, hg = blockIdx.y % head_groups;
   const int64_t b = blockIdx.z;
-  const int g_count = min(kMaxGroup, group - hg * kMaxGroup);
+  const int g_count = min(kMaxGroup, group - hg * kMaxGroup);  // <= kRows (host's choice)
   const int64_t h0 = static_cast<int64_t>(kvh) * group + hg * kMaxGroup;
+  PdlWait();
 
+  // Visible keys [lo, hi] (cpu::Attention's VisibleKeys), cut among `active` splits.
   const int pos = positions[b];
   const int hi = params.causal ? min(pos, static_cast<int>(capacity - 1))
                                : static_cast<int>(capacity - 1);
   const int lo = params.sliding_window > 0
-                     ? max(0, pos - static_cast<int>(params.sliding_window) + 1)
+                     ? static_cast<int>(max(int64_t{0}, int64_t{pos} - params.sliding_window + 1))
                      : 0;
-  // The splits share the keys actually visible at this step (planned `chunk` is for the
-  // whole capacity): at short contexts every split gets a few tiles instead of split 0 all.
-  const int visible = hi - lo + 1;
-  const int per_split = max(kTile, (visible + splits - 1) / splits);
-  const int span = min(chunk, (per_split + kTile - 1) / kTile * kTile);
-  const int c0 = lo + split * span;
-  const int c1 = split == splits - 1 ? hi : min(hi, c0 + span - 1);
-
-  for (int idx = threadIdx.x; idx < kMaxGroup * kDim; idx += kThreads) {
-    const int g = idx / kDim, d = idx % kDim;
-    q_s[idx] = g < g_count ? __bfloat162float(q[(b * heads + h0 + g) * kDim + d]) : 0.0f;
+  const int visible = max(0, hi - lo + 1);
+  int active = 1, span = 0;
+  if (visible > 0) {
+    active = min(splits, (visible + kMinKeysPerSplit - 1) / kMinKeysPerSplit);
+    span = ((visible + active - 1) / active + kKeys - 1) / kKeys * kKeys;
+    active = (visible + span - 1) / span;
   }
-  __syncthreads();
+  if (split >= active) return;
+  const int c0 = lo + split * span;
+  const int c1 = min(hi, c0 + span - 1);  // < c0 when nothing is visible: zeros are written
+  const int n_tiles = c1 >= c0 ? (c1 - c0) / kKeys + 1 : 0;
+  const int my_tiles = warp < n_tiles ? (n_tiles - 1 - warp) / kWarps + 1 : 0;
 
-  float m[kMaxGroup], l[kMaxGroup], o[kMaxGroup][2 * S::kWordsPerLane];
-#pragma unroll
-  for (int g = 0; g < kMaxGroup; ++g) {
-    m[g] = -INFINITY;
-    l[g] = 0.0f;
-#pragma unroll
-    for (int c = 0; c < 2 * S::kWordsPerLane; ++c) o[g][c] = 0.0f;
+  // Q rows of the group (rows past g_count zero-filled: finite scores, never stored).
+  {
+    const bf16* q_group = q + (b * heads + h0) * kDim;
+    for (int idx = tid; idx < kRows * C::kChunks; idx += C::kThreads) {
+      const int r = idx / C::kChunks, col = (idx % C::kChunks) * 8;
+      const bool valid = r < g_count;
+      CpAsync16(q_s + r * kStride + col, valid ? q_group + r * kDim + col : q, valid);
+    }
+    CpAsyncCommit();
   }
 
   const int64_t row_stride = kv_heads * kDim;
   const bf16* k_base = k_cache + (b * capacity * kv_heads + kvh) * kDim;
   const bf16* v_base = v_cache + (b * capacity * kv_heads + kvh) * kDim;
-
-  for (int t0 = c0 + warp * kTile; t0 <= c1; t0 += kWarps * kTile) {
-    for (int idx = lane; idx < kTile * kDim / 8; idx += 32) {
-      const int j = idx / (kDim / 8), d = (idx % (kDim / 8)) * 8;
-      const bool valid = t0 + j <= c1;
-      const int64_t offset = valid ? (t0 + j) * row_stride + d : 0;
-      CpAsync16(k_s + j * S::kKStride + d, k_base + offset, valid);
-      CpAsync16(v_s + j * kDim + d, v_base + offset, valid);
+  bf16* warp_tiles = tiles + warp * kStages * C::kStageElems;
+  // The warp's it-th tile (keys c0 + 16 (warp + kWarps it) + 0..15) into `stage`.
+  auto load_tile = [&](int it, int stage) {
+    const int key0 = c0 + (warp + kWarps * it) * kKeys;
+    bf16* k_s = warp_tiles + stage * C::kStageElems;
+    bf16* v_s = k_s + kKeys * kStride;
+#pragma unroll
+    for (int i = 0; i < kKeys * C::kChunks / 32; ++i) {
+      const int idx = lane + 32 * i;
+      const int r = idx / C::kChunks, col = (idx % C::kChunks) * 8;
+      const bool valid = key0 + r <= c1;
+      const int64_t offset = valid ? (key0 + r) * row_stride + col : 0;
+      CpAsync16(k_s + r * kStride + col, k_base + offset, valid);
+      CpAsync16(v_s + r * kStride + col, v_base + offset, valid);
     }
+  };
+  // Prologue: tiles 0..kStages-2 in flight, one commit group each (empty past the warp's
+  // last tile, so that the group count stays uniform).
+#pragma unroll
+  for (int p = 0; p < kStages - 1; ++p) {
+    if (p < my_tiles) load_tile(p, p);
     CpAsyncCommit();
-    CpAsyncWaitAll();
-    __syncwarp();
+  }
+  CpAsyncWait<kStages - 1>();  // Q landed (this thread's part)
+  __syncthreads();             // ... and every thread's
 
-    float s[kMaxGroup];
+  // Per-lane ldmatrix row addresses (see LdMatrixX4 in mma.cuh):
+  // Q^T (B operand of S^T, B[d][head] = Q[head][d]) for heads 8nt..8nt+7 and the k16 steps
+  //   2kp, 2kp+1: matrices (heads 0-7, d 0-7), (d 8-15), (d 16-23), (d 24-31) = b0, b1 of
+  //   step 2kp, b0, b1 of step 2kp+1 (lanes 8i..8i+7 address matrix i).
+  const bf16* q_lane = q_s + (lane & 7) * kStride + (lane >> 3) * 8;
+  // K (A operand of S^T, 16 keys x 16 d of one k16 step): matrices (keys 0-7, d 0-7),
+  //   (keys 8-15, d 0-7), (keys 0-7, d 8-15), (keys 8-15, d 8-15) = a0..a3.
+  const bf16* k_lane = warp_tiles + (lane & 15) * kStride + (lane >> 4) * 8;
+  // V^T (A operand of O^T, rows d 16dt..16dt+15, cols keys 0-15), transposed loads of V
+  //   [key][d]: matrices (keys 0-7, d 0-7), (keys 0-7, d 8-15), (keys 8-15, d 0-7),
+  //   (keys 8-15, d 8-15) = a0 (d g, keys 2c..), a1 (d g+8, keys 2c..), a2 (d g, keys
+  //   2c+8..), a3 (d g+8, keys 2c+8..).
+  const bf16* v_lane = warp_tiles + kKeys * kStride +
+                       ((lane & 7) + (lane >> 4) * 8) * kStride + ((lane >> 3) & 1) * 8;
+
+  uint32_t q_frag[kQInRegisters ? kDim / 32 : 1][kNTiles][4];
+  if constexpr (kQInRegisters) {
 #pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) s[g] = 0.0f;
-#pragma unroll 4
-    for (int d = 0; d < kDim; d += 8) {
-      float kv[8];
-      Unpack8(*reinterpret_cast<const Bf16x8*>(k_s + lane * S::kKStride + d), kv);
+    for (int kp = 0; kp < kDim / 32; ++kp)
 #pragma unroll
-      for (int g = 0; g < kMaxGroup; ++g) {
-        if (g < g_count) {
-          const float4 qa = *reinterpret_cast<const float4*>(q_s + g * kDim + d);
-          const float4 qb = *reinterpret_cast<const float4*>(q_s + g * kDim + d + 4);
-          s[g] += qa.x * kv[0] + qa.y * kv[1] + qa.z * kv[2] + qa.w * kv[3] + qb.x * kv[4] +
-                  qb.y * kv[5] + qb.z * kv[6] + qb.w * kv[7];
-        }
-      }
-    }
-    const bool visible = t0 + lane <= c1;
-#pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) {
-      const float score =
-          visible ? CapScore(s[g] * params.scale, params.logit_softcap) : -INFINITY;
-      const float m_new = fmaxf(m[g], WarpMax(score));
-      const float alpha = m_new == -INFINITY ? 1.0f : __expf(m[g] - m_new);
-      const float p = m_new == -INFINITY ? 0.0f : __expf(score - m_new);
-      m[g] = m_new;
-      l[g] = l[g] * alpha + p;
-      p_s[g * kTile + lane] = p;
-#pragma unroll
-      for (int c = 0; c < 2 * S::kWordsPerLane; ++c) o[g][c] *= alpha;
-    }
-    __syncwarp();
-#pragma unroll 2
-    for (int j = 0; j < kTile; j += 4) {
-      float2 vv[4][S::kWordsPerLane];
-#pragma unroll
-      for (int jj = 0; jj < 4; ++jj)
-#pragma unroll
-        for (int c = 0; c < S::kWordsPerLane; ++c)
-          vv[jj][c] = __bfloat1622float2(
-              reinterpret_cast<const __nv_bfloat162*>(v_s + (j + jj) * kDim)[lane + 32 * c]);
-#pragma unroll
-      for (int g = 0; g < kMaxGroup; ++g) {
-        if (g < g_count) {
-          const float4 p4 = *reinterpret_cast<const float4*>(p_s + g * kTile + j);
-          const float p[4] = {p4.x, p4.y, p4.z, p4.w};
-#pragma unroll
-          for (int jj = 0; jj < 4; ++jj)
-#pragma unroll
-            for (int c = 0; c < S::kWordsPerLane; ++c) {
-              o[g][2 * c] += p[jj] * vv[jj][c].x;
-              o[g][2 * c + 1] += p[jj] * vv[jj][c].y;
-            }
-        }
-      }
-    }
-    __syncwarp();  // the next tile's copies overwrite k_s, v_s and p_s
+      for (int nt = 0; nt < kNTiles; ++nt)
+        LdMatrixX4(q_frag[kp][nt], q_lane + nt * 8 * kStride + kp * 32);
   }
 
-  // Merge the warps' states through shared memory (reusing the tile buffers).
+  // Scores are dot * scale, soft-capped if asked; the softmax works in base 2. The fast path
+  // folds scale * log2(e) into the exp2 FMA (needs scale > 0 so that the max of raw dots is
+  // the max of scores); otherwise scores are transformed in place first.
+  const bool transform_scores = params.logit_softcap > 0.0f || !(params.scale > 0.0f);
+  const float score_mult = transform_scores ? 1.0f : params.scale * kLog2e;
+
+  // O^T accumulators: o[dt][nt][e] is feature 16 dt + g + 8 (e >> 1), head 8 nt + 2c + (e & 1).
+  float o[kDim / 16][kNTiles][4];
+  float head_max[kNTiles][2];  // of (transformed) scores, head 8 nt + 2c + j
+  float head_sum[kNTiles][2];  // this lane's keys' part
 #pragma unroll
-  for (int g = 0; g < kMaxGroup; ++g) l[g] = WarpSum(l[g]);
-  __syncthreads();
-  float* o_s = reinterpret_cast<float*>(smem + S::kQBytes);  // [warp][group][dim]
+  for (int nt = 0; nt < kNTiles; ++nt) {
 #pragma unroll
-  for (int g = 0; g < kMaxGroup; ++g) {
-    if (lane == 0) {
-      m_s[warp][g] = m[g];
-      l_s[warp][g] = l[g];
+    for (int dt = 0; dt < kDim / 16; ++dt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[dt][nt][e] = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      head_max[nt][j] = -INFINITY;
+      head_sum[nt][j] = 0.0f;
     }
-    float2* row = reinterpret_cast<float2*>(o_s + (warp * kMaxGroup + g) * kDim);
+  }
+
+  int stage = 0, refill = kStages - 1;  // it % kStages, (it + kStages - 1) % kStages
+  for (int it = 0; it < my_tiles; ++it) {
+    // Groups committed so far end with tiles it+1..it+kStages-2's (maybe empty): all but the
+    // kStages-2 newest complete means tile `it` landed; the warp barrier makes every lane's
+    // copies visible and ends every lane's reads of tile it-1, whose stage is refilled next.
+    CpAsyncWait<kStages - 2>();
+    __syncwarp();
+    if (it + kStages - 1 < my_tiles) load_tile(it + kStages - 1, refill);
+    CpAsyncCommit();
+
+    // S^T = K Q^T: s[nt][e] is key key0 + g + 8 (e >> 1), head 8 nt + 2c + (e & 1).
+    float s[kNTiles][4];
 #pragma unroll
-    for (int c = 0; c < S::kWordsPerLane; ++c)
-      row[lane + 32 * c] = make_float2(o[g][2 * c], o[g][2 * c + 1]);
+    for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[nt][e] = 0.0f;
+    const bf16* k_stage = k_lane + stage * C::kStageElems;
+#pragma unroll
+    for (int kp = 0; kp < kDim / 32; ++kp) {
+      uint32_t q_reg[kNTiles][4];
+#pragma unroll
+      for (int nt = 0; nt < kNTiles; ++nt) {
+        if constexpr (kQInRegisters) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) q_reg[nt][e] = q_frag[kp][nt][e];
+        } else {
+          LdMatrixX4(q_reg[nt], q_lane + nt * 8 * kStride + kp * 32);
+        }
+      }
+      uint32_t k_lo[4], k_hi[4];  // d 32kp..32kp+15, 32kp+16..32kp+31
+      LdMatrixX4(k_lo, k_stage + kp * 32);
+      LdMatrixX4(k_hi, k_stage + kp * 32 + 16);
+#pragma unroll
+      for (int nt = 0; nt < kNTiles; ++nt) {
+        MmaBf16(s[nt], k_lo, q_reg[nt][0], q_reg[nt][1]);
+        MmaBf16(s[nt], k_hi, q_reg[nt][2], q_reg[nt][3]);
+      }
+    }
+
+    if (transform_scores) {
+#pragma unroll
+      for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          s[nt][e] = CapScore(s[nt][e] * params.scale, params.logit_softcap) * kLog2e;
+    }
+    const int key0 = c0 + (warp + kWarps * it) * kKeys;
+    if (key0 + kKeys - 1 > c1) {  // the split's last tile: keys past c1 were zero-filled
+#pragma unroll
+      for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          if (key0 + g + 8 * (e >> 1) > c1) s[nt][e] = -INFINITY;
+    }
+
+    // Online softmax per head (a column of S^T: the 8 lanes of equal c, xor 4, 8, 16).
+#pragma unroll
+    for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        float tile_max = fmaxf(s[nt][j], s[nt][j + 2]);
+        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 4));
+        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 8));
+        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 16));
+        const float new_max = fmaxf(head_max[nt][j], tile_max);
+        // Nothing visible yet keeps max = -inf: subtract 0 so that exp2(-inf) = 0, not NaN.
+        const float base = new_max == -INFINITY ? 0.0f : new_max * score_mult;
+        const float alpha = Exp2(head_max[nt][j] * score_mult - base);
+        head_max[nt][j] = new_max;
+        s[nt][j] = Exp2(fmaf(s[nt][j], score_mult, -base));
+        s[nt][j + 2] = Exp2(fmaf(s[nt][j + 2], score_mult, -base));
+        head_sum[nt][j] = head_sum[nt][j] * alpha + s[nt][j] + s[nt][j + 2];
+#pragma unroll
+        for (int dt = 0; dt < kDim / 16; ++dt) {
+          o[dt][nt][j] *= alpha;
+          o[dt][nt][j + 2] *= alpha;
+        }
+      }
+
+    // P^T as the B operand (keys 2c..2c+1 and 2c+8..2c+9, head g): the C pairs (key g or
+    // g+8, heads 2c..2c+1) as bf16, each 8x8 block transposed across the warp.
+    uint32_t p_reg[kNTiles][2];
+#pragma unroll
+    for (int nt = 0; nt < kNTiles; ++nt) {
+      p_reg[nt][0] = TransposeB16(PackBf16(s[nt][0], s[nt][1]));
+      p_reg[nt][1] = TransposeB16(PackBf16(s[nt][2], s[nt][3]));
+    }
+    // O^T += V^T P^T.
+    const bf16* v_stage = v_lane + stage * C::kStageElems;
+#pragma unroll
+    for (int dt = 0; dt < kDim / 16; ++dt) {
+      uint32_t v_reg[4];
+      LdMatrixX4Trans(v_reg, v_stage + dt * 16);
+#pragma unroll
+      for (int nt = 0; nt < kNTiles; ++nt) MmaBf16(o[dt][nt], v_reg, p_reg[nt][0], p_reg[nt][1]);
+    }
+    stage = stage == kStages - 1 ? 0 : stage + 1;
+    refill = refill == kStages - 1 ? 0 : refill + 1;
+  }
+
+#pragma unroll
+  for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      head_sum[nt][j] += __shfl_xor_sync(0xffffffffu, head_sum[nt][j], 4);
+      head_sum[nt][j] += __shfl_xor_sync(0xffffffffu, head_sum[nt][j], 8);
+      head_sum[nt][j] += __shfl_xor_sync(0xffffffffu, head_sum[nt][j], 16);
+    }
+  CpAsyncWait<0>();  // only empty groups can remain; the tile buffers become merge_s
+  __syncthreads();
+
+  // The warps' states -> shared memory: O^T as [warp][head][kOStride] f32 (the pad makes the
+  // scattered fragment stores conflict-free), max in the log2 domain, sums.
+  {
+    float* o_warp = merge_s + warp * kRows * C::kOStride;
+#pragma unroll
+    for (int dt = 0; dt < kDim / 16; ++dt)
+#pragma unroll
+      for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          o_warp[(8 * nt + 2 * c + (e & 1)) * C::kOStride + 16 * dt + g + 8 * (e >> 1)] =
+              o[dt][nt][e];
+    if (g == 0) {
+#pragma unroll
+      for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+          warp_max[warp][8 * nt + 2 * c + j] = head_max[nt][j] * score_mult;
+          warp_sum[warp][8 * nt + 2 * c + j] = head_sum[nt][j];
+        }
+    }
   }
   __syncthreads();
-  for (int idx = threadIdx.x; idx < g_count * kDim; idx += kThreads) {
-    const int g = idx / kDim, d = idx % kDim;
-    float max_all = -INFINITY;
+
+  // The block's result per (head, 4 features).
+  const int64_t slot0 = (b * heads + h0) * splits + split;  // head h: slot0 + h * splits
+  for (int idx = tid; idx < g_count * (kDim / 4); idx += C::kThreads) {
+    const int h = idx / (kDim / 4), d = (idx % (kDim / 4)) * 4;
+    float m_all = -INFINITY;
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) max_all = fmaxf(max_all, m_s[w][g]);
-    float sum = 0.0f, acc = 0.0f;
+    for (int w = 0; w < kWarps; ++w) m_all = fmaxf(m_all, warp_max[w][h]);
+    float sum = 0.0f;
+    float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 #pragma unroll
     for (int w = 0; w < kWarps; ++w) {
-      const float weight = m_s[w][g] == -INFINITY ? 0.0f : __expf(m_s[w][g] - max_all);
-      sum += weight * l_s[w][g];
-      acc += weight * o_s[(w * kMaxGroup + g) * kDim + d];
+      const float weight = warp_max[w][h] == -INFINITY ? 0.0f : Exp2(warp_max[w][h] - m_all);
+      sum += weight * warp_sum[w][h];
+      const float4 x =
+          *reinterpret_cast<const float4*>(merge_s + (w * kRows + h) * C::kOStride + d);
+      acc.x += weight * x.x;
+      acc.y += weight * x.y;
+      acc.z += weight * x.z;
+      acc.w += weight * x.w;
     }
-    const int64_t h = h0 + g;
-    if (splits == 1) {
-      out[(b * heads + h) * kDim + d] = __float2bfloat16_rn(sum > 0.0f ? acc / sum : 0.0f);
+    if (active == 1) {
+      const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+      const uint2 packed = make_uint2(PackBf16(acc.x * inv, acc.y * inv),
+                                      PackBf16(acc.z * inv, acc.w * inv));
+      *reinterpret_cast<uint2*>(out + (b * heads + h0 + h) * kDim + d) = packed;
     } else {
-      const int64_t slot = (b * heads + h) * splits + split;
-      part_o[slot * kDim + d] = acc;
-      if (d == 0) {
-        part_ml[2 * slot] = max_all;
-        part_ml[2 * slot + 1] = sum;
-      }
+      const int64_t slot = slot0 + h * splits;
+      *reinterpret_cast<float4*>(part_o + slot * kDim + d) = acc;
+      if (d == 0) *reinterpret_cast<float2*>(part_ml + 2 * slot) = make_float2(m_all, sum);
     }
   }
-}
+  if (active == 1) return;
 
-// Pass 2: one block per (head, batch), one thread per feature.
-__global__ void AttentionDecodeCombineKernel(const float* __restrict__ part_o,
-                                             const float* __restrict__ part_ml, int64_t heads,
-                                             int head_dim, int splits, bf16* __restrict__ out) {
-  const int64_t bh = blockIdx.y * heads + blockIdx.x;
-  const float* ml = part_ml + 2 * bh * splits;
-  float max_all = -INFINITY;
-  for (int s = 0; s < splits; ++s) max_all = fmaxf(max_all, ml[2 * s]);
-  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-    float sum = 0.0f, acc = 0.0f;
-    for (int s = 0; s < splits; ++s) {
-      const float weight = ml[2 * s] == -INFINITY ? 0.0f : __expf(ml[2 * s] - max_all);
-      sum += weight * ml[2 * s + 1];
-      acc += weight * part_o[(bh * splits + s) * head_dim + d];
-    }
-    out[bh * head_dim + d] = __float2bfloat16_rn(sum > 0.0f ? acc / sum : 0.0f);
+  // Count this split in; the last to arrive merges. The fence orders this block's partial
+  // stores before its arrival (the CUDA guide's threadFenceReduction pattern).
+  __threadfence();
+  __syncthreads();
+  unsigned* counter = counters + b * gridDim.y + blockIdx.y;
+  if (tid == 0) last_block = atomicAdd(counter, 1u) == static_cast<unsigned>(active - 1);
+  __syncthreads();
+  if (!last_block) return;
+  __threadfence();  // every split's partials are visible from here (read past L1: __ldcg)
+
+  // Weights 2^(m_s - M) / L per (head, split) in shared memory, M and L per head by one warp
+  // each in a fixed lane order (deterministic).
+  float* weight_s = merge_s;                         // [g_count][active]
+  float* sum_s = merge_s + kMaxGroup * kMaxSplits;   // [g_count][active]
+  for (int idx = tid; idx < g_count * active; idx += C::kThreads) {
+    const int h = idx / active, sp = idx % active;
+    const float2 ml = __ldcg(reinterpret_cast<const float2*>(part_ml) +
+                             (b * heads + h0 + h) * splits + sp);
+    weight_s[idx] = ml.x;
+    sum_s[idx] = ml.y;
   }
+  __syncthreads();
+  for (int h = warp; h < g_count; h += kWarps) {
+    float m_all = -INFINITY;
+    for (int sp = lane; sp < active; sp += 32) m_all = fmaxf(m_all, weight_s[h * active + sp]);
+    m_all = WarpMax(m_all);
+    float total = 0.0f;
+    for (int sp = lane; sp < active; sp += 32) {
+      const float m = weight_s[h * active + sp];
+      total += (m == -INFINITY ? 0.0f : Exp2(m - m_all)) * sum_s[h * active + sp];
+    }
+    total = WarpSum(total);
+    const float inv = total > 0.0f ? 1.0f / total : 0.0f;
+    for (int sp = lane; sp < active; sp += 32) {
+      const float m = weight_s[h * active + sp];
+      weight_s[h * active + sp] = m == -INFINITY ? 0.0f : Exp2(m - m_all) * inv;
+    }
+  }
+  __syncthreads();
+  for (int idx = tid; idx < g_count * (kDim / 4); idx += C::kThreads) {
+    const int h = idx / (kDim / 4), d = (idx % (kDim / 4)) * 4;
+    const float4* src = reinterpret_cast<const float4*>(part_o + ((b * heads + h0 + h) * splits) *
+                                                                     kDim + d);
+    const float* weights = weight_s + h * active;
+    float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll 8
+    for (int sp = 0; sp < active; ++sp) {
+      const float4 x = __ldcg(src + sp * (kDim / 4));
+      const float w = weights[sp];
+      acc.x += w * x.x;
+      acc.y += w * x.y;
+      acc.z += w * x.z;
+      acc.w += w * x.w;
+    }
+    *reinterpret_cast<uint2*>(out + (b * heads + h0 + h) * kDim + d) =
+        make_uint2(PackBf16(acc.x, acc.y), PackBf16(acc.z, acc.w));
+  }
+  if (tid == 0) *counter = 0;  // every split has arrived: ready for the next launch
 }
 
-template <int kDim>
+template <int kDim, int kNTiles>
 absl::Status Launch(const bf16* q, const bf16* k_cache, const bf16* v_cache,
                     const int32_t* positions, int64_t batch, int64_t heads, int64_t capacity,
                     int64_t kv_heads, const AttentionKernelParams& params,
                     const AttentionDecodeSplit& plan, void* workspace, bf16* out,
                     cudaStream_t stream) {
-  using S = DecodeShape<kDim>;
-  static const cudaError_t attribute_error = cudaFuncSetAttribute(
-      AttentionDecodeKernel<kDim>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-      static_cast<int>(S::kSmem));
+  using C = DecodeConfig<kDim>;
+  const size_t smem = C::SmemBytes(kNTiles);
+  static const cudaError_t attribute_error =
+      cudaFuncSetAttribute(AttentionDecodeKernel<kDim, kNTiles>,
+                           cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
   TESSEL_CUDA_RETURN_IF_ERROR(attribute_error);
   const int group = static_cast<int>(heads / kv_heads);
   const int head_groups = static_cast<int>(CeilDiv(group, kMaxGroup));
   const int splits = static_cast<int>(plan.splits);
-  float* part_o = static_cast<float*>(workspace);
-  float* part_ml = part_o == nullptr ? nullptr : part_o + batch * heads * splits * kDim;
-  const dim3 grid(splits, kv_heads * head_groups, batch);
-  AttentionDecodeKernel<kDim><<<grid, kThreads, S::kSmem, stream>>>(
-      q, k_cache, v_cache, positions, heads, capacity, kv_heads, group, head_groups, params,
-      static_cast<int>(plan.chunk), splits, out, part_o, part_ml);
-  TESSEL_CUDA_RETURN_IF_LAUNCH_ERROR("AttentionDecodeKernel");
+  float* part_o = nullptr;
+  float* part_ml = nullptr;
+  unsigned* counters = nullptr;
   if (splits > 1) {
-    AttentionDecodeCombineKernel<<<dim3(heads, batch), kDim, 0, stream>>>(part_o, part_ml, heads,
-                                                                         kDim, splits, out);
-    TESSEL_CUDA_RETURN_IF_LAUNCH_ERROR("AttentionDecodeCombineKernel");
+    part_o = static_cast<float*>(workspace);
+    part_ml = part_o + batch * heads * splits * kDim;
+    counters = reinterpret_cast<unsigned*>(part_ml + batch * heads * splits * 2);
   }
+  const dim3 grid(splits, static_cast<unsigned>(kv_heads * head_groups),
+                  static_cast<unsigned>(batch));
+  TESSEL_CUDA_RETURN_IF_ERROR(LaunchDependent(
+      AttentionDecodeKernel<kDim, kNTiles>, grid, dim3(C::kThreads), smem, stream, q, k_cache,
+      v_cache, positions, heads, capacity, kv_heads, group, head_groups, params, splits, out,
+      part_o, part_ml, counters));
   return absl::OkStatus();
 }
 
+template <int kDim>
+absl::Status LaunchForGroup(const bf16* q, const bf16* k_cache, const bf16* v_cache,
+                            const int32_t* positions, int64_t batch, int64_t heads,
+                            int64_t capacity, int64_t kv_heads,
+                            const AttentionKernelParams& params, const AttentionDecodeSplit& plan,
+                            void* workspace, bf16* out, cudaStream_t stream) {
+  // One n8 tile of heads when every head group fits in 8.
+  if (heads / kv_heads <= 8) {
+    return Launch<kDim, 1>(q, k_cache, v_cache, positions, batch, heads, capacity, kv_heads,
+                           params, plan, workspace, out, stream);
+  }
+  return Launch<kDim, 2>(q, k_cache, v_cache, positions, batch, heads, capacity, kv_heads, params,
+                         plan, workspace, out, stream);
+}
+
 }  // namespace
+
+size_t AttentionDecodeWorkspaceBytes(int64_t batch, int64_t heads, int64_t kv_heads,
+                                     int64_t head_dim, int64_t splits) {
+  if (splits <= 1 || batch <= 0 || heads <= 0 || kv_heads <= 0) return 0;
+  const int64_t head_groups = CeilDiv(std::max<int64_t>(heads / kv_heads, 1), kMaxGroup);
+  return sizeof(float) * batch * heads * splits * (head_dim + 2) +
+         sizeof(unsigned) * batch * kv_heads * head_groups;
+}
 
 AttentionDecodeSplit PlanAttentionDecode(int64_t batch, int64_t heads, int64_t kv_heads,
                                          int64_t head_dim, int64_t max_context) {
@@ -268,13 +538,15 @@ AttentionDecodeSplit PlanAttentionDecode(int64_t batch, int64_t heads, int64_t k
   const int64_t group = kv_heads > 0 ? heads / kv_heads : 1;
   const int64_t blocks_per_split =
       std::max<int64_t>(1, batch * kv_heads * CeilDiv(std::max<int64_t>(group, 1), kMaxGroup));
-  int64_t splits = CeilDiv(2 * MultiprocessorCount(), blocks_per_split);
+  // As many splits as keep every block resident at two blocks per SM (rounded down: a
+  // second partial wave would double the time of its blocks' keys).
+  int64_t splits = std::max<int64_t>(1, 2 * MultiprocessorCount() / blocks_per_split);
   splits = std::clamp<int64_t>(splits, 1, std::max<int64_t>(1, CeilDiv(max_context, 128)));
-  splits = std::min<int64_t>(splits, 1024);
-  plan.chunk = CeilDiv(CeilDiv(max_context, splits), kTile) * kTile;
+  splits = std::min<int64_t>(splits, kMaxSplits);
+  plan.chunk = CeilDiv(CeilDiv(max_context, splits), 32) * 32;
   plan.splits = CeilDiv(max_context, plan.chunk);
   plan.workspace_bytes =
-      plan.splits > 1 ? sizeof(float) * batch * heads * plan.splits * (head_dim + 2) : 0;
+      AttentionDecodeWorkspaceBytes(batch, heads, kv_heads, head_dim, plan.splits);
   return plan;
 }
 
@@ -294,23 +566,29 @@ absl::Status LaunchAttentionDecode(const bf16* q, const bf16* k_cache, const bf1
     return absl::InvalidArgumentError(
         "attention decode: plan from PlanAttentionDecode and its workspace are required");
   }
+  if (plan.splits > kMaxSplits) {
+    return absl::InvalidArgumentError(absl::StrCat("attention decode: ", plan.splits,
+                                                   " splits (at most ", kMaxSplits, ")"));
+  }
   if (capacity <= 0 || capacity > 0x7fffffff || batch > 65535 ||
       kv_heads * CeilDiv(heads / kv_heads, kMaxGroup) > 65535) {
     return absl::InvalidArgumentError("attention decode: capacity, batch or heads out of range");
   }
-  if (!Aligned16(k_cache) || !Aligned16(v_cache)) {
-    return absl::InvalidArgumentError("attention decode: caches must be 16-byte aligned");
+  if (!Aligned16(q) || !Aligned16(k_cache) || !Aligned16(v_cache) || !Aligned16(out) ||
+      !Aligned16(workspace)) {
+    return absl::InvalidArgumentError(
+        "attention decode: q, caches, out and workspace must be 16-byte aligned");
   }
   switch (head_dim) {
     case 64:
-      return Launch<64>(q, k_cache, v_cache, positions, batch, heads, capacity, kv_heads, params,
-                        plan, workspace, out, stream);
+      return LaunchForGroup<64>(q, k_cache, v_cache, positions, batch, heads, capacity, kv_heads,
+                                params, plan, workspace, out, stream);
     case 128:
-      return Launch<128>(q, k_cache, v_cache, positions, batch, heads, capacity, kv_heads,
-                         params, plan, workspace, out, stream);
+      return LaunchForGroup<128>(q, k_cache, v_cache, positions, batch, heads, capacity,
+                                 kv_heads, params, plan, workspace, out, stream);
     case 256:
-      return Launch<256>(q, k_cache, v_cache, positions, batch, heads, capacity, kv_heads,
-                         params, plan, workspace, out, stream);
+      return LaunchForGroup<256>(q, k_cache, v_cache, positions, batch, heads, capacity,
+                                 kv_heads, params, plan, workspace, out, stream);
     default:
       return absl::UnimplementedError(
           absl::StrCat("attention decode: head_dim ", head_dim, " (supported: 64, 128, 256)"));

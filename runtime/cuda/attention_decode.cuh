@@ -16,22 +16,33 @@ namespace tessel::cuda {
 /// How one decode launch is cut along the context; fixed by (batch, heads, max_context), so a
 /// captured CUDA graph keeps it while the sequences grow.
 struct AttentionDecodeSplit {
-  int64_t splits = 1;     // context chunks per (sequence, head group)
-  int64_t chunk = 0;      // keys per chunk, a multiple of 32
-  size_t workspace_bytes = 0;  // partial results when splits > 1
+  int64_t splits = 1;     // context chunks per (sequence, head group), at most 256
+  int64_t chunk = 0;      // keys per chunk at max_context, a multiple of 32
+  size_t workspace_bytes = 0;  // partial results and arrival counters; > 0 iff splits > 1
 };
 
 /// Chooses the split for contexts of up to `max_context` visible keys (the cache capacity, or
-/// the sliding window if smaller): enough blocks to fill the device twice, chunks of at least
-/// 128 keys.
+/// the sliding window if smaller): as many blocks as stay resident at two per SM, chunks of at
+/// least 128 keys. Each launch re-divides the keys visible at its step among the splits.
 AttentionDecodeSplit PlanAttentionDecode(int64_t batch, int64_t heads, int64_t kv_heads,
                                          int64_t head_dim, int64_t max_context);
+
+/// Workspace bytes of a launch cut into `splits` (0 when splits <= 1): the splits' partial
+/// results and one arrival counter per (sequence, kv head, head group). PlanAttentionDecode
+/// fills workspace_bytes with it; a hand-made plan (benchmark sweeps) calls it directly.
+size_t AttentionDecodeWorkspaceBytes(int64_t batch, int64_t heads, int64_t kv_heads,
+                                     int64_t head_dim, int64_t splits);
 
 /// q [batch, heads, head_dim], caches [batch, capacity, kv_heads, head_dim], positions
 /// [batch] (the query's absolute position; keys j in [max(0, pos - window + 1), min(pos,
 /// capacity - 1)] are visible), out [batch, heads, head_dim]; cpu::Attention with seq = 1.
 /// `plan` from PlanAttentionDecode with max_context >= every visible range; `workspace`
-/// (device) of at least plan.workspace_bytes. head_dim 64, 128 or 256.
+/// (device, 16-byte aligned, as are q, the caches and out) of at least plan.workspace_bytes.
+/// The workspace holds self-resetting counters: it must be zeroed once when allocated
+/// (cudaMemset 0), and every launch leaves it zeroed again; launches sharing one workspace
+/// must be ordered (one stream). head_dim 64, 128 or 256; any group size (heads / kv_heads).
+/// One kernel launch (programmatic dependent launch where enabled, pdl.cuh): the splits merge
+/// inside it.
 absl::Status LaunchAttentionDecode(const bf16* q, const bf16* k_cache, const bf16* v_cache,
                                    const int32_t* positions, int64_t batch, int64_t heads,
                                    int64_t capacity, int64_t kv_heads, int64_t head_dim,

@@ -1155,6 +1155,8 @@ class StepBuilder {
       if (split.workspace_bytes > 0) {
         TESSEL_CUDA_RETURN_IF_ERROR(cudaMalloc(&workspace, split.workspace_bytes));
         scratch_.push_back(workspace);
+        // Self-resetting split counters: zeroed once, here (attention_decode.cuh).
+        TESSEL_CUDA_RETURN_IF_ERROR(cudaMemset(workspace, 0, split.workspace_bytes));
       }
       return Step([=](cudaStream_t s) {
         return LaunchAttentionDecode(qp, kp, vp, pos, batch, heads, kv_len, kv_heads, dim,
