@@ -314,11 +314,27 @@ int Main() {
     }
   }
 
-  // Decode attention: Llama-3-8B layer, batch 1 and 8, 8K context.
-  for (int64_t batch : {int64_t{1}, int64_t{8}}) {
-    const int64_t heads = 32, kv_heads = 8, dim = 128, context = 8192;
-    const int64_t cache = batch * context * kv_heads * dim;
-    const int copies = Copies(2 * cache * sizeof(bf16));
+  // Decode attention: Llama-3-8B layer (32 / 8 heads x 128), batch 1 and 8, 8K context, then
+  // the short contexts of decode benchmarks: 128 and 512 keys visible in a cache of 512 rows
+  // (the executor plans PlanAttentionDecode(batch, 32, 8, 128, capacity)). Floor: the visible
+  // K/V rows plus q and out. Inputs rotate over enough copies that the visible rows exceed
+  // twice the L2 (as in a decode step, where the weights flush it between layers).
+  struct DecodeShape {
+    int64_t batch, capacity, visible;
+    bool sweep;
+  };
+  for (const DecodeShape& d : std::vector<DecodeShape>{{1, 8192, 8192, true},
+                                                       {8, 8192, 8192, true},
+                                                       {1, 512, 128, false},
+                                                       {16, 512, 128, false},
+                                                       {1, 512, 512, false},
+                                                       {16, 512, 512, false}}) {
+    const int64_t batch = d.batch, heads = 32, kv_heads = 8, dim = 128;
+    const int64_t cache = batch * d.capacity * kv_heads * dim;
+    const double visible_bytes = 2.0 * batch * d.visible * kv_heads * dim * sizeof(bf16);
+    const double bytes = visible_bytes + 2.0 * batch * heads * dim * sizeof(bf16);
+    const int copies = static_cast<int>(
+        std::clamp<double>(std::ceil(kRotateBytes / visible_bytes), 2, 512));
     std::vector<bf16*> k, v;
     for (int i = 0; i < copies; ++i) {
       k.push_back(RandomDevice(cache));
@@ -326,40 +342,48 @@ int Main() {
     }
     bf16* q = RandomDevice(batch * heads * dim);
     bf16* out = RandomDevice(batch * heads * dim);
-    std::vector<int32_t> positions(batch, static_cast<int32_t>(context - 1));
-    int32_t* pos_d = nullptr;
-    CHECK_CUDA(cudaMalloc(&pos_d, batch * sizeof(int32_t)));
-    CHECK_CUDA(cudaMemcpy(pos_d, positions.data(), batch * sizeof(int32_t),
-                          cudaMemcpyHostToDevice));
-    const AttentionDecodeSplit plan = PlanAttentionDecode(batch, heads, kv_heads, dim, context);
+    std::vector<int32_t> positions(batch, static_cast<int32_t>(d.visible - 1));
+    int32_t* pos_d = Upload(positions);
+    const AttentionDecodeSplit plan =
+        PlanAttentionDecode(batch, heads, kv_heads, dim, d.capacity);
     void* workspace = nullptr;
     CHECK_CUDA(cudaMalloc(&workspace, std::max<size_t>(plan.workspace_bytes, 16)));
+    CHECK_CUDA(cudaMemset(workspace, 0, std::max<size_t>(plan.workspace_bytes, 16)));
     AttentionKernelParams params;
     params.scale = 0.08838834764f;
     const double us = TimeUs(copies, [&](int i) {
-      CHECK_OK(LaunchAttentionDecode(q, k[i], v[i], pos_d, batch, heads, context, kv_heads, dim,
-                                     params, plan, workspace, out, g_stream));
+      CHECK_OK(LaunchAttentionDecode(q, k[i], v[i], pos_d, batch, heads, d.capacity, kv_heads,
+                                     dim, params, plan, workspace, out, g_stream));
     });
-    rows.push_back({"attention_decode", "b" + std::to_string(batch) + " 8K ctx 32/8x128 (" +
-                                            std::to_string(plan.splits) + " splits)",
-                    us, 2.0 * cache * sizeof(bf16), 4.0 * batch * heads * context * dim});
-    // Other cuts of the context, for tuning PlanAttentionDecode.
-    for (int64_t chunk : {64, 128, 512, 1024}) {
+    const std::string context =
+        d.visible >= 1024
+            ? std::to_string(d.visible / 1024) + "K ctx"
+            : std::to_string(d.visible) + " keys (cap " + std::to_string(d.capacity) + ")";
+    rows.push_back({"attention_decode", "b" + std::to_string(batch) + " " + context +
+                                            " 32/8x128 (" + std::to_string(plan.splits) +
+                                            " splits)",
+                    us, bytes, 4.0 * batch * heads * d.visible * dim});
+    // Other cuts of the context, for tuning PlanAttentionDecode (the kernel keeps at least
+    // 128 visible keys per split).
+    for (int64_t chunk : {128, 512, 1024, 2048}) {
+      if (!d.sweep) break;
       AttentionDecodeSplit other = plan;
       other.chunk = chunk;
-      other.splits = (context + chunk - 1) / chunk;
+      other.splits = (d.capacity + chunk - 1) / chunk;
       if (other.splits == plan.splits) continue;
-      other.workspace_bytes = sizeof(float) * batch * heads * other.splits * (dim + 2);
+      other.workspace_bytes =
+          AttentionDecodeWorkspaceBytes(batch, heads, kv_heads, dim, other.splits);
       void* other_workspace = nullptr;
       CHECK_CUDA(cudaMalloc(&other_workspace, other.workspace_bytes));
+      CHECK_CUDA(cudaMemset(other_workspace, 0, other.workspace_bytes));
       const double other_us = TimeUs(copies, [&](int i) {
-        CHECK_OK(LaunchAttentionDecode(q, k[i], v[i], pos_d, batch, heads, context, kv_heads,
+        CHECK_OK(LaunchAttentionDecode(q, k[i], v[i], pos_d, batch, heads, d.capacity, kv_heads,
                                        dim, params, other, other_workspace, out, g_stream));
       });
       rows.push_back({"attention_decode (sweep)", "b" + std::to_string(batch) + " chunk " +
                                                       std::to_string(chunk) + " (" +
                                                       std::to_string(other.splits) + " splits)",
-                      other_us, 2.0 * cache * sizeof(bf16), 4.0 * batch * heads * context * dim});
+                      other_us, bytes, 4.0 * batch * heads * d.visible * dim});
       cudaFree(other_workspace);
     }
     for (int i = 0; i < copies; ++i) {

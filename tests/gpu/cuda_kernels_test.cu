@@ -717,58 +717,154 @@ struct DecodeCase {
   std::string name;
   std::vector<int32_t> positions;
   int64_t heads, kv_heads, head_dim, capacity, window;
-  int expect_splits;  // 1: one split, 2: more than one
+  int expect_splits;         // 1: one split, 2: more than one
+  float softcap = 0.0f;
+  bool causal = true;
+  int64_t forced_splits = 0;  // > 0: a hand-made plan of that many splits
 };
 
+// Group sizes 1..32 (32: two head groups), head_dim 64/128/256, one split and many (more
+// splits than visible 16-key tiles included), visible ranges off the tile grid, sliding
+// window, soft cap, non-causal, per-sequence positions (0 included). Cache rows outside each
+// sequence's visible range are NaN: reading one fails the check. Every case launches three
+// times on one workspace (zeroed once, as the executor does): a second query checks that the
+// first launch reset the merge counters, a third launch of the same inputs must reproduce the
+// second bit for bit (the split merge does not depend on which block finishes last).
 TEST(CudaKernels, AttentionDecode) {
   SEED_TRACE();
   auto rng = Rng("AttentionDecode");
   cpu::ThreadPool pool;
   std::vector<int32_t> many(64);
   for (int32_t& p : many) p = static_cast<int32_t>(rng() % 300);
+  many[5] = 0;
+  std::vector<int32_t> mixed16(16);
+  for (int32_t& p : mixed16) p = static_cast<int32_t>(rng() % 512);
+  mixed16[0] = 0;
+  mixed16[1] = 127;
+  mixed16[2] = 511;
   for (const DecodeCase& c : std::vector<DecodeCase>{
            {"llama3-8b-8k", {0, 900, 8191}, 32, 8, 128, 8192, 0, 2},
            {"llama3-8b-long-batch1", {5000}, 32, 8, 128, 8192, 0, 2},
+           {"llama3-8b-b1-128-keys", {127}, 32, 8, 128, 512, 0, 2},
+           {"llama3-8b-b16-short", mixed16, 32, 8, 128, 512, 0, 2},
            {"qwen2-group7-window", {5, 3000, 4095}, 28, 4, 64, 4096, 256, 2},
+           {"group7-head128", {700, 33}, 28, 4, 128, 1024, 0, 2},
            {"group16-head256", {17, 1000}, 16, 1, 256, 1024, 0, 2},
-           {"batch64-one-split", many, 32, 8, 128, 300, 0, 1}}) {
+           {"batch64-one-split", many, 32, 8, 128, 300, 0, 1},
+           {"mha-group1", {1, 77, 700}, 16, 16, 128, 1024, 0, 2},
+           {"group2-head64", {3, 300}, 4, 2, 64, 512, 0, 2},
+           {"group8-softcap", {1500, 40}, 64, 8, 128, 2048, 0, 2, 30.0f},
+           {"group32-two-head-groups", {600, 1023}, 32, 1, 128, 1024, 0, 2},
+           {"group16-head64-noncausal-softcap", {10, 200}, 16, 1, 64, 256, 0, 2, 20.0f, false},
+           {"group4-noncausal-window-empty", {40, 250, 900}, 8, 2, 128, 600, 100, 1, 0.0f, false},
+           {"group2-head256-window-softcap", {100, 5000}, 16, 8, 256, 8192, 4096, 2, 50.0f},
+           {"group8-head256", {0, 333}, 8, 1, 256, 512, 0, 2},
+           {"more-splits-than-tiles", {0, 5, 130, 299}, 32, 8, 128, 300, 0, 2, 0.0f, true, 200},
+           {"head64-forced-64-splits", {1000}, 16, 4, 64, 1024, 0, 2, 0.0f, true, 64}}) {
     SCOPED_TRACE(c.name);
     const int64_t batch = c.positions.size();
     const int64_t row = c.kv_heads * c.head_dim;
-    std::vector<float> q = RoundBf16(RandomFloats(batch * c.heads * c.head_dim, rng));
+    cpu::AttentionParams params;
+    params.scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+    params.sliding_window = c.window;
+    params.logit_softcap = c.softcap;
+    params.causal = c.causal;
     std::vector<float> k = RoundBf16(RandomFloats(batch * c.capacity * row, rng));
     std::vector<float> v = RoundBf16(RandomFloats(batch * c.capacity * row, rng));
-    for (int64_t b = 0; b < batch; ++b)
-      for (int64_t j = c.positions[b] + 1; j < c.capacity; ++j)
+    for (int64_t b = 0; b < batch; ++b) {
+      const int64_t pos = c.positions[b];
+      const int64_t hi = c.causal ? std::min(pos, c.capacity - 1) : c.capacity - 1;
+      const int64_t lo = c.window > 0 ? std::max<int64_t>(0, pos - c.window + 1) : 0;
+      for (int64_t j = 0; j < c.capacity; ++j) {
+        if (j >= lo && j <= hi) continue;
         for (int64_t i = 0; i < row; ++i) {
           k[(b * c.capacity + j) * row + i] = NAN;
           v[(b * c.capacity + j) * row + i] = NAN;
         }
-    cpu::AttentionParams params;
-    params.scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
-    params.sliding_window = c.window;
-    std::vector<float> ref(q.size());
-    cpu::Attention(q.data(), k.data(), v.data(), c.positions.data(), batch, 1, c.heads,
-                   c.capacity, c.kv_heads, c.head_dim, c.head_dim, params, ref.data(), &pool);
+      }
+    }
     const int64_t max_context = c.window > 0 ? std::min(c.window, c.capacity) : c.capacity;
-    const AttentionDecodeSplit plan =
+    AttentionDecodeSplit plan =
         PlanAttentionDecode(batch, c.heads, c.kv_heads, c.head_dim, max_context);
+    if (c.forced_splits > 0) {
+      plan.splits = c.forced_splits;
+      plan.chunk = CeilDiv(CeilDiv(max_context, plan.splits), 32) * 32;
+      plan.workspace_bytes = AttentionDecodeWorkspaceBytes(batch, c.heads, c.kv_heads,
+                                                           c.head_dim, plan.splits);
+    }
     if (c.expect_splits == 1) {
       EXPECT_EQ(plan.splits, 1);
+      EXPECT_EQ(plan.workspace_bytes, 0u);
     } else {
       EXPECT_GT(plan.splits, 1);
+      EXPECT_GT(plan.workspace_bytes, 0u);
     }
-    DeviceBuffer<bf16> q_d(ToBf16(q)), k_d(ToBf16(k)), v_d(ToBf16(v)), out_d(q.size());
+    DeviceBuffer<bf16> k_d(ToBf16(k)), v_d(ToBf16(v)), q_d(batch * c.heads * c.head_dim),
+        out_d(batch * c.heads * c.head_dim);
     DeviceBuffer<int32_t> pos_d(c.positions);
     DeviceBuffer<unsigned char> workspace(std::max<size_t>(plan.workspace_bytes, 16));
+    ASSERT_CUDA_OK(cudaMemset(workspace.get(), 0, std::max<size_t>(plan.workspace_bytes, 16)));
     AttentionKernelParams kp;
     kp.scale = static_cast<float>(params.scale);
     kp.sliding_window = c.window;
-    ASSERT_STATUS_OK(LaunchAttentionDecode(q_d.get(), k_d.get(), v_d.get(), pos_d.get(), batch,
-                                           c.heads, c.capacity, c.kv_heads, c.head_dim, kp, plan,
-                                           workspace.get(), out_d.get(), nullptr));
-    EXPECT_CLOSE("attention_decode", ToF32(out_d.Download()), ref, kBf16Tolerance);
+    kp.logit_softcap = c.softcap;
+    kp.causal = c.causal;
+    std::vector<bf16> previous;
+    std::vector<float> q;
+    for (int launch = 0; launch < 3; ++launch) {
+      SCOPED_TRACE(absl::StrCat("launch ", launch));
+      // Launch 2 repeats launch 1's query.
+      if (launch < 2) q = RoundBf16(RandomFloats(batch * c.heads * c.head_dim, rng));
+      q_d.Upload(ToBf16(q));
+      std::vector<float> ref(q.size());
+      cpu::Attention(q.data(), k.data(), v.data(), c.positions.data(), batch, 1, c.heads,
+                     c.capacity, c.kv_heads, c.head_dim, c.head_dim, params, ref.data(), &pool);
+      out_d.Poison();
+      ASSERT_STATUS_OK(LaunchAttentionDecode(q_d.get(), k_d.get(), v_d.get(), pos_d.get(),
+                                             batch, c.heads, c.capacity, c.kv_heads, c.head_dim,
+                                             kp, plan, workspace.get(), out_d.get(), nullptr));
+      const std::vector<bf16> got = out_d.Download();
+      EXPECT_CLOSE("attention_decode", ToF32(got), ref, kBf16Tolerance);
+      if (launch == 2) {
+        EXPECT_EQ(std::memcmp(got.data(), previous.data(), got.size() * sizeof(bf16)), 0)
+            << "a repeated launch gave different bits";
+      }
+      previous = got;
+    }
+    ASSERT_CUDA_OK(cudaGetLastError());
   }
+}
+
+// Argument checks of the decode launcher: clear errors instead of a launch.
+TEST(CudaKernels, AttentionDecodeRejects) {
+  const AttentionDecodeSplit plan = PlanAttentionDecode(1, 32, 8, 128, 8192);
+  ASSERT_GT(plan.splits, 1);
+  DeviceBuffer<bf16> buffer(1 << 20);
+  DeviceBuffer<int32_t> pos(1);
+  bf16* p = buffer.get();
+  AttentionKernelParams kp;
+  EXPECT_EQ(LaunchAttentionDecode(p, p, p, pos.get(), 1, 30, 8192, 8, 128, kp, plan, p, p,
+                                  nullptr)
+                .code(),
+            absl::StatusCode::kInvalidArgument);  // heads not a multiple of kv_heads
+  EXPECT_EQ(LaunchAttentionDecode(p, p, p, pos.get(), 1, 32, 8192, 8, 128, kp, plan, nullptr, p,
+                                  nullptr)
+                .code(),
+            absl::StatusCode::kInvalidArgument);  // splits without a workspace
+  EXPECT_EQ(LaunchAttentionDecode(p + 1, p, p, pos.get(), 1, 32, 8192, 8, 128, kp, plan, p, p,
+                                  nullptr)
+                .code(),
+            absl::StatusCode::kInvalidArgument);  // misaligned q
+  EXPECT_EQ(LaunchAttentionDecode(p, p, p, pos.get(), 1, 32, 8192, 8, 96, kp, plan, p, p,
+                                  nullptr)
+                .code(),
+            absl::StatusCode::kUnimplemented);  // head_dim 96
+  AttentionDecodeSplit too_many = plan;
+  too_many.splits = 100000;
+  EXPECT_EQ(LaunchAttentionDecode(p, p, p, pos.get(), 1, 32, 8192, 8, 128, kp, too_many, p, p,
+                                  nullptr)
+                .code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 // --- sampling -------------------------------------------------------------------------------
