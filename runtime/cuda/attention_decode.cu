@@ -7,7 +7,8 @@
 // the online softmax of Milakov & Gimelshein 2018; the splits' partial softmaxes merge as
 // O = sum_s 2^(m_s - M) o_s / sum_s 2^(m_s - M) l_s. Cost: every visible K and V row is read
 // once, 2 * visible * kv_heads * head_dim * 2 bytes per sequence; 4 * visible * head_dim FLOPs
-// per query head on the tensor cores (padding included: at most 2x, nothing next to the bytes).
+// per head slot on the tensor cores (8 or 16 slots per group, padding included), negligible
+// next to the bytes: the kernel is bound by memory latency and bandwidth.
 //
 // Block (split, kv head x head group, batch), kWarps warps. The heads of one GQA group (up to
 // 16 per block: more make several head groups) share every K/V row the block reads.
@@ -44,10 +45,17 @@
 //   (unnormalized o, log2-domain max m, sum l) to the workspace, __threadfence(), and counts
 //   itself on the (sequence, kv head, head group)'s counter with atomicAdd; the block that
 //   arrives last merges the splits in split order (the result does not depend on which block
-//   is last), writes the output and resets the counter to 0 for the next launch. The workspace
-//   is zeroed once when allocated (attention_decode.cuh).
+//   is last: each thread merges its head's splits for 4 features with a running max, loads 16
+//   splits at a time), writes the output and resets the counter to 0 for the next launch. The
+//   workspace is zeroed once when allocated (attention_decode.cuh).
 // - Programmatic dependent launch (pdl.cuh): every block triggers its dependents at its start
 //   and waits for the previous kernel before it reads positions, q or the caches.
+// - Registers (ptxas sm_90a, no spills; one / two n8 head tiles): D=64 144 / 142, D=128
+//   142 / 165, D=256 128 / 168 (the split merge's 16 loads in flight set the floor).
+// Measured (H100, bench_kernels, 32 / 8 heads x 128, CUDA graph of back-to-back launches):
+// b1 8K 18.4 us (61% of copy bandwidth; 31.9 before this design), b8 8K 97.8 (92%), b1 with
+// 128 keys 3.1 us and b16 with 128 keys 5.8 (were ~13 plus 4.5 for the combine kernel), b1
+// with 512 keys 6.6, b16 with 512 keys 15.4 (74%).
 #include "runtime/cuda/attention_decode.cuh"
 
 #include <algorithm>
@@ -65,7 +73,7 @@ namespace {
 constexpr int kMaxGroup = 16;         // query heads per block: two n8 tiles
 constexpr int kKeys = 16;             // keys per warp tile: one k16 step of P V
 constexpr int kMinKeysPerSplit = 128;  // visible keys per active split, at least
-constexpr int kMaxSplits = 256;       // the last block's merge keeps 2 x 16 x 256 f32 in smem
+constexpr int kMaxSplits = 1024;      // splits per launch, at most
 constexpr float kLog2e = 1.4426950408889634f;
 
 template <int kDim>
@@ -81,10 +89,8 @@ struct DecodeConfig {
     return sizeof(bf16) * (8 * n_tiles * kStride + kWarps * kStages * kStageElems);
   }
   static_assert(kDim % 32 == 0 && (kKeys * kChunks) % 32 == 0, "tile load is exact");
-  // The merges reuse the tile buffers.
+  // The warps' merge reuses the tile buffers.
   static_assert(sizeof(float) * kWarps * kMaxGroup * kOStride <=
-                sizeof(bf16) * kWarps * kStages * kStageElems);
-  static_assert(sizeof(float) * 2 * kMaxGroup * kMaxSplits <=
                 sizeof(bf16) * kWarps * kStages * kStageElems);
 };
 
@@ -127,7 +133,7 @@ __global__ void __launch_bounds__(DecodeConfig<kDim>::kThreads)
   __shared__ bool last_block;
   bf16* q_s = reinterpret_cast<bf16*>(smem);  // [kRows][kStride]
   bf16* tiles = q_s + kRows * kStride;        // [kWarps][kStages][K, V][kKeys][kStride]
-  float* merge_s = reinterpret_cast<float*>(tiles);  // the merges, once the key loop is done
+  float* merge_s = reinterpret_cast<float*>(tiles);  // the warps' merge, after the key loop
 
   PdlLaunchDependents();
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -414,62 +420,63 @@ __global__ void __launch_bounds__(DecodeConfig<kDim>::kThreads)
   }
   if (active == 1) return;
 
-  // Count this split in; the last to arrive merges. The fence orders this block's partial
-  // stores before its arrival (the CUDA guide's threadFenceReduction pattern).
-  __threadfence();
+  // Count this split in; the last to arrive merges. As cooperative groups' grid barrier:
+  // the block barrier orders every thread's partial stores before thread 0's fence and
+  // arrival; after the last arrival, thread 0's fence and the barrier order the other
+  // splits' partials before this block's reads (past L1: __ldcg).
   __syncthreads();
   unsigned* counter = counters + b * gridDim.y + blockIdx.y;
-  if (tid == 0) last_block = atomicAdd(counter, 1u) == static_cast<unsigned>(active - 1);
+  if (tid == 0) {
+    __threadfence();
+    last_block = atomicAdd(counter, 1u) == static_cast<unsigned>(active - 1);
+    __threadfence();
+  }
   __syncthreads();
   if (!last_block) return;
-  __threadfence();  // every split's partials are visible from here (read past L1: __ldcg)
 
-  // Weights 2^(m_s - M) / L per (head, split) in shared memory, M and L per head by one warp
-  // each in a fixed lane order (deterministic).
-  float* weight_s = merge_s;                         // [g_count][active]
-  float* sum_s = merge_s + kMaxGroup * kMaxSplits;   // [g_count][active]
-  for (int idx = tid; idx < g_count * active; idx += C::kThreads) {
-    const int h = idx / active, sp = idx % active;
-    const float2 ml = __ldcg(reinterpret_cast<const float2*>(part_ml) +
-                             (b * heads + h0 + h) * splits + sp);
-    weight_s[idx] = ml.x;
-    sum_s[idx] = ml.y;
-  }
-  __syncthreads();
-  for (int h = warp; h < g_count; h += kWarps) {
-    float m_all = -INFINITY;
-    for (int sp = lane; sp < active; sp += 32) m_all = fmaxf(m_all, weight_s[h * active + sp]);
-    m_all = WarpMax(m_all);
-    float total = 0.0f;
-    for (int sp = lane; sp < active; sp += 32) {
-      const float m = weight_s[h * active + sp];
-      total += (m == -INFINITY ? 0.0f : Exp2(m - m_all)) * sum_s[h * active + sp];
-    }
-    total = WarpSum(total);
-    const float inv = total > 0.0f ? 1.0f / total : 0.0f;
-    for (int sp = lane; sp < active; sp += 32) {
-      const float m = weight_s[h * active + sp];
-      weight_s[h * active + sp] = m == -INFINITY ? 0.0f : Exp2(m - m_all) * inv;
-    }
-  }
-  __syncthreads();
+  // Merge the splits in split order, kMergeLoads at a time (their loads in flight together),
+  // each thread for its (head, 4 features) with its own running max and sum: the same values
+  // in the same order on every thread of a head, whichever block is last.
+  constexpr int kMergeLoads = 16;
   for (int idx = tid; idx < g_count * (kDim / 4); idx += C::kThreads) {
-    const int h = idx / (kDim / 4), d = (idx % (kDim / 4)) * 4;
-    const float4* src = reinterpret_cast<const float4*>(part_o + ((b * heads + h0 + h) * splits) *
-                                                                     kDim + d);
-    const float* weights = weight_s + h * active;
+    const int h = idx / (kDim / 4), d4 = idx % (kDim / 4);
+    const int64_t slot = (b * heads + h0 + h) * splits;
+    const float2* ml = reinterpret_cast<const float2*>(part_ml) + slot;
+    const float4* src = reinterpret_cast<const float4*>(part_o) + slot * (kDim / 4) + d4;
+    float m_run = -INFINITY, l_run = 0.0f;
     float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-#pragma unroll 8
-    for (int sp = 0; sp < active; ++sp) {
-      const float4 x = __ldcg(src + sp * (kDim / 4));
-      const float w = weights[sp];
-      acc.x += w * x.x;
-      acc.y += w * x.y;
-      acc.z += w * x.z;
-      acc.w += w * x.w;
+    for (int s0 = 0; s0 < active; s0 += kMergeLoads) {
+      float2 ml_v[kMergeLoads];
+      float4 o_v[kMergeLoads];
+#pragma unroll
+      for (int i = 0; i < kMergeLoads; ++i) {
+        const bool valid = s0 + i < active;
+        ml_v[i] = valid ? __ldcg(ml + s0 + i) : make_float2(-INFINITY, 0.0f);
+        o_v[i] = valid ? __ldcg(src + (s0 + i) * (kDim / 4)) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      }
+      float m_new = m_run;
+#pragma unroll
+      for (int i = 0; i < kMergeLoads; ++i) m_new = fmaxf(m_new, ml_v[i].x);
+      const float alpha = m_run == -INFINITY ? 0.0f : Exp2(m_run - m_new);
+      l_run *= alpha;
+      acc.x *= alpha;
+      acc.y *= alpha;
+      acc.z *= alpha;
+      acc.w *= alpha;
+#pragma unroll
+      for (int i = 0; i < kMergeLoads; ++i) {
+        const float w = ml_v[i].x == -INFINITY ? 0.0f : Exp2(ml_v[i].x - m_new);
+        l_run += w * ml_v[i].y;
+        acc.x += w * o_v[i].x;
+        acc.y += w * o_v[i].y;
+        acc.z += w * o_v[i].z;
+        acc.w += w * o_v[i].w;
+      }
+      m_run = m_new;
     }
-    *reinterpret_cast<uint2*>(out + (b * heads + h0 + h) * kDim + d) =
-        make_uint2(PackBf16(acc.x, acc.y), PackBf16(acc.z, acc.w));
+    const float inv = l_run > 0.0f ? 1.0f / l_run : 0.0f;
+    *reinterpret_cast<uint2*>(out + (b * heads + h0 + h) * kDim + 4 * d4) = make_uint2(
+        PackBf16(acc.x * inv, acc.y * inv), PackBf16(acc.z * inv, acc.w * inv));
   }
   if (tid == 0) *counter = 0;  // every split has arrived: ready for the next launch
 }
@@ -538,10 +545,14 @@ AttentionDecodeSplit PlanAttentionDecode(int64_t batch, int64_t heads, int64_t k
   const int64_t group = kv_heads > 0 ? heads / kv_heads : 1;
   const int64_t blocks_per_split =
       std::max<int64_t>(1, batch * kv_heads * CeilDiv(std::max<int64_t>(group, 1), kMaxGroup));
-  // As many splits as keep every block resident at two blocks per SM (rounded down: a
-  // second partial wave would double the time of its blocks' keys).
+  // Every block resident at once (two per SM, rounded down), chunks of at least 512 keys at
+  // max_context: within 10% of the best cut in every H100 sweep (32/8 x 128, bench_kernels):
+  // b1 8K 16 splits 18.4 us (best: 8, 17.6), b8 8K 4 splits 97.8 (best), b1 2K 4 splits 9.4
+  // (best: 8, 8.6), b16 2K 2 splits 51.9 (best), b16 512 keys 1 split 15.4 (best), b1 512
+  // keys 1 split 6.6 (best: 4, 6.0). More splits add partials to merge, fewer leave blocks
+  // with more keys than one block streams quickly.
   int64_t splits = std::max<int64_t>(1, 2 * MultiprocessorCount() / blocks_per_split);
-  splits = std::clamp<int64_t>(splits, 1, std::max<int64_t>(1, CeilDiv(max_context, 128)));
+  splits = std::clamp<int64_t>(splits, 1, std::max<int64_t>(1, CeilDiv(max_context, 512)));
   splits = std::min<int64_t>(splits, kMaxSplits);
   plan.chunk = CeilDiv(CeilDiv(max_context, splits), 32) * 32;
   plan.splits = CeilDiv(max_context, plan.chunk);

@@ -23,7 +23,8 @@ struct AttentionDecodeSplit {
 
 /// Chooses the split for contexts of up to `max_context` visible keys (the cache capacity, or
 /// the sliding window if smaller): as many blocks as stay resident at two per SM, chunks of at
-/// least 128 keys. Each launch re-divides the keys visible at its step among the splits.
+/// least 512 keys. Each launch re-divides the keys visible at its step among the splits (at
+/// least 128 keys each; the other splits' blocks exit at once).
 AttentionDecodeSplit PlanAttentionDecode(int64_t batch, int64_t heads, int64_t kv_heads,
                                          int64_t head_dim, int64_t max_context);
 

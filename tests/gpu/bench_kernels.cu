@@ -327,8 +327,10 @@ int Main() {
                                                        {8, 8192, 8192, true},
                                                        {1, 512, 128, false},
                                                        {16, 512, 128, false},
-                                                       {1, 512, 512, false},
-                                                       {16, 512, 512, false}}) {
+                                                       {1, 512, 512, true},
+                                                       {16, 512, 512, true},
+                                                       {1, 2048, 2048, true},
+                                                       {16, 2048, 2048, true}}) {
     const int64_t batch = d.batch, heads = 32, kv_heads = 8, dim = 128;
     const int64_t cache = batch * d.capacity * kv_heads * dim;
     const double visible_bytes = 2.0 * batch * d.visible * kv_heads * dim * sizeof(bf16);
@@ -365,12 +367,12 @@ int Main() {
                     us, bytes, 4.0 * batch * heads * d.visible * dim});
     // Other cuts of the context, for tuning PlanAttentionDecode (the kernel keeps at least
     // 128 visible keys per split).
-    for (int64_t chunk : {128, 512, 1024, 2048}) {
+    for (int64_t chunk : {128, 256, 512, 1024, 2048, 4096}) {
       if (!d.sweep) break;
       AttentionDecodeSplit other = plan;
       other.chunk = chunk;
       other.splits = (d.capacity + chunk - 1) / chunk;
-      if (other.splits == plan.splits) continue;
+      if (other.splits == plan.splits || chunk >= d.capacity) continue;
       other.workspace_bytes =
           AttentionDecodeWorkspaceBytes(batch, heads, kv_heads, dim, other.splits);
       void* other_workspace = nullptr;
@@ -380,7 +382,8 @@ int Main() {
         CHECK_OK(LaunchAttentionDecode(q, k[i], v[i], pos_d, batch, heads, d.capacity, kv_heads,
                                        dim, params, other, other_workspace, out, g_stream));
       });
-      rows.push_back({"attention_decode (sweep)", "b" + std::to_string(batch) + " chunk " +
+      rows.push_back({"attention_decode (sweep)", "b" + std::to_string(batch) + " " + context +
+                                                      " chunk " +
                                                       std::to_string(chunk) + " (" +
                                                       std::to_string(other.splits) + " splits)",
                       other_us, bytes, 4.0 * batch * heads * d.visible * dim});
