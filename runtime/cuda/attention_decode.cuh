@@ -16,7 +16,7 @@ namespace tessel::cuda {
 /// How one decode launch is cut along the context; fixed by (batch, heads, max_context), so a
 /// captured CUDA graph keeps it while the sequences grow.
 struct AttentionDecodeSplit {
-  int64_t splits = 1;     // context chunks per (sequence, head group), at most 256
+  int64_t splits = 1;     // context chunks per (sequence, head group), at most 1024
   int64_t chunk = 0;      // keys per chunk at max_context, a multiple of 32
   size_t workspace_bytes = 0;  // partial results and arrival counters; > 0 iff splits > 1
 };
