@@ -507,7 +507,7 @@ absl::Status Launch(const bf16* q, const bf16* k_cache, const bf16* v_cache,
   const dim3 grid(splits, static_cast<unsigned>(kv_heads * head_groups),
                   static_cast<unsigned>(batch));
   TESSEL_CUDA_RETURN_IF_ERROR(LaunchDependent(
-      AttentionDecodeKernel<kDim, kNTiles>, grid, dim3(C::kThreads), smem, stream, q, k_cache,
+      PdlKernel::kAttentionDecode, AttentionDecodeKernel<kDim, kNTiles>, grid, dim3(C::kThreads), smem, stream, q, k_cache,
       v_cache, positions, heads, capacity, kv_heads, group, head_groups, params, splits, out,
       part_o, part_ml, counters));
   return absl::OkStatus();

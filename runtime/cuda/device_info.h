@@ -12,10 +12,15 @@ int MultiprocessorCount();
 /// True when the current device is compute capability 9.0 (where the sm_90a code runs).
 bool DeviceIsSm90();
 
-/// Whether launches through LaunchDependent (pdl.cuh) carry the programmatic-dependent-launch
-/// attribute: compute capability 9.0 or newer and the environment's TESSEL_PDL is not "0"
-/// (read at the first call).
-bool PdlEnabled();
+/// The kernel families launched through LaunchDependent (pdl.cuh).
+enum class PdlKernel { kSkinnyGemm, kRope, kAttentionDecode };
+
+/// Whether launches of `family` through LaunchDependent (pdl.cuh) carry the
+/// programmatic-dependent-launch attribute: compute capability 9.0 or newer, and the
+/// environment's TESSEL_PDL (read at the first call): unset: RoPE and decode attention (the
+/// measured best, see device_info.cc); "1": all; "0": none; else a comma-separated list of
+/// the families on ("skinny_gemm", "rope", "attention_decode"; for measurements).
+bool PdlEnabled(PdlKernel family);
 
 }  // namespace tessel::cuda
 

@@ -38,10 +38,10 @@ __device__ __forceinline__ void PdlLaunchDependents() {
 }
 
 /// Launches kernel<<<grid, block, smem, stream>>>(args...) with the programmatic stream
-/// serialization attribute when PdlEnabled(); the kernel must follow the contract above.
+/// serialization attribute when PdlEnabled(family); the kernel must follow the contract above.
 template <typename... Params, typename... Args>
-cudaError_t LaunchDependent(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
-                            cudaStream_t stream, Args&&... args) {
+cudaError_t LaunchDependent(PdlKernel family, void (*kernel)(Params...), dim3 grid, dim3 block,
+                            size_t smem, cudaStream_t stream, Args&&... args) {
   cudaLaunchAttribute attribute[1];
   attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attribute[0].val.programmaticStreamSerializationAllowed = 1;
@@ -51,7 +51,7 @@ cudaError_t LaunchDependent(void (*kernel)(Params...), dim3 grid, dim3 block, si
   config.dynamicSmemBytes = smem;
   config.stream = stream;
   config.attrs = attribute;
-  config.numAttrs = PdlEnabled() ? 1 : 0;
+  config.numAttrs = PdlEnabled(family) ? 1 : 0;
   return cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
 }
 

@@ -160,7 +160,7 @@ absl::Status LaunchRope(const bf16* x, const int32_t* positions, int64_t tokens,
   const dim3 grid(static_cast<unsigned>(tokens),
                   static_cast<unsigned>(CeilDiv(heads, kHeadsPerBlock)));
   TESSEL_CUDA_RETURN_IF_ERROR(LaunchDependent(
-      RopeKernel<false>, grid, kThreads, smem, stream, x, out, nullptr, nullptr, positions,
+      PdlKernel::kRope, RopeKernel<false>, grid, kThreads, smem, stream, x, out, nullptr, nullptr, positions,
       int64_t{1}, static_cast<int>(heads), 0, static_cast<int>(head_dim), inv_freq,
       params.rotary_dim, params.interleaved, params.attention_factor, nullptr, nullptr,
       int64_t{0}, nullptr));
@@ -183,7 +183,7 @@ absl::Status LaunchRopeAndCacheWrite(const bf16* q, bf16* q_out, const bf16* k, 
   const dim3 grid(static_cast<unsigned>(batch * seq),
                   static_cast<unsigned>(CeilDiv(q_heads + 2 * kv_heads, kHeadsPerBlock)));
   TESSEL_CUDA_RETURN_IF_ERROR(LaunchDependent(
-      RopeKernel<true>, grid, kThreads, smem, stream, q, q_out, k, v, positions, seq,
+      PdlKernel::kRope, RopeKernel<true>, grid, kThreads, smem, stream, q, q_out, k, v, positions, seq,
       static_cast<int>(q_heads), static_cast<int>(kv_heads), static_cast<int>(head_dim),
       inv_freq, params.rotary_dim, params.interleaved, params.attention_factor, k_cache,
       v_cache, capacity, bad_position));

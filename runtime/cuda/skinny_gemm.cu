@@ -156,8 +156,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SkinnyGemmKernel(const P
 
   // Programmatic dependent launch (pdl.cuh): the next kernel may be scheduled once every CTA
   // of this one has started; what does not depend on the previous kernel (the RMSNorm
-  // weights, constant) is staged before waiting for it. (Asking L2 to prefetch the first
-  // 1-8 KB of each weight row here as well measured slower: 0 to +0.9 ms per decode step.)
+  // weights, constant) is staged before waiting for it. The executor's default launches this
+  // kernel without the attribute (measured: see PdlEnabled), but it still triggers the RoPE
+  // launch after it early.
   PdlLaunchDependents();
   if constexpr (kNorm) {
     for (int i = threadIdx.x * 8; i < k; i += kThreads * 8) {
@@ -300,11 +301,11 @@ void LaunchVariant(const Params& p, int grid, int m, cudaStream_t stream) {
   // the same launch error).
   const size_t smem = kNorm ? sizeof(bf16) * p.k : 0;
   if (m <= 8) {
-    (void)LaunchDependent(SkinnyGemmKernel<kMats, 1, kMinBlocks, kNorm>, grid, kThreads, smem,
-                          stream, p);
+    (void)LaunchDependent(PdlKernel::kSkinnyGemm, SkinnyGemmKernel<kMats, 1, kMinBlocks, kNorm>,
+                          grid, kThreads, smem, stream, p);
   } else {
-    (void)LaunchDependent(SkinnyGemmKernel<kMats, 2, kMinBlocks, kNorm>, grid, kThreads, smem,
-                          stream, p);
+    (void)LaunchDependent(PdlKernel::kSkinnyGemm, SkinnyGemmKernel<kMats, 2, kMinBlocks, kNorm>,
+                          grid, kThreads, smem, stream, p);
   }
 }
 
@@ -389,9 +390,11 @@ absl::Status LaunchSkinnyGemm(const SkinnyGemmArgs& args, cudaStream_t stream) {
   p.tile_begin[kSkinnyMaxWeights] = static_cast<int>(tiles);
   if (tiles > (int64_t{1} << 31) - 1) return absl::InvalidArgumentError("skinny gemm: too many rows");
   const int grid = static_cast<int>(tiles);
-  // bench_kernels (H100): gate/up+SwiGLU is faster sized for one CTA per SM, single
+  // bench_kernels (H100): gate/up+SwiGLU is faster sized for one CTA per SM (80.9 vs 83.6 us
+  // at m = 1) except with the RMSNorm prologue at m > 8 (93.0 vs 90.7 us at m = 16); single
   // projections (o, down, lm_head, q/k/v) for two, most at m = 16.
-  const int occupancy = args.occupancy != 0 ? args.occupancy : swiglu ? 1 : 2;
+  const bool one_per_sm = swiglu && !(args.norm_weight != nullptr && args.m > 8);
+  const int occupancy = args.occupancy != 0 ? args.occupancy : one_per_sm ? 1 : 2;
   return swiglu ? Launch<2>(p, grid, p.m, occupancy, stream)
                 : Launch<1>(p, grid, p.m, occupancy, stream);
 }

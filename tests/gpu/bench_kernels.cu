@@ -440,13 +440,17 @@ int Main() {
     std::vector<int64_t> n;
     SkinnyEpilogue epilogue;
     bool f32;
+    bool norm = false;  // the RMSNorm prologue, as the executor runs q/k/v and gate/up
   };
   for (int64_t m : {1, 16}) {
     for (const Skinny& s : std::vector<Skinny>{
              {"o_proj", m, 4096, {4096}, SkinnyEpilogue::kStore, false},
              {"o_proj+residual", m, 4096, {4096}, SkinnyEpilogue::kAddResidual, false},
              {"qkv (3 weights)", m, 4096, {4096, 1024, 1024}, SkinnyEpilogue::kStore, false},
+             {"qkv+norm", m, 4096, {4096, 1024, 1024}, SkinnyEpilogue::kStore, false, true},
              {"gate/up+swiglu", m, 4096, {14336, 14336}, SkinnyEpilogue::kSwiGlu, false},
+             {"gate/up+swiglu+norm", m, 4096, {14336, 14336}, SkinnyEpilogue::kSwiGlu, false,
+              true},
              {"down+residual", m, 14336, {4096}, SkinnyEpilogue::kAddResidual, false},
              {"lm_head f32", m, 4096, {128256}, SkinnyEpilogue::kStore, true}}) {
       int64_t weight_elems = 0, out_elems = 0;
@@ -459,6 +463,7 @@ int Main() {
       for (auto& set : w)
         for (int64_t n : s.n) set.push_back(RandomDevice(n * s.k, 0.02f));
       bf16* x = RandomDevice(m * s.k);
+      bf16* norm_weight = s.norm ? RandomDevice(s.k) : nullptr;
       std::vector<void*> outs;
       for (int64_t n : s.n) {
         void* o = nullptr;
@@ -487,6 +492,8 @@ int Main() {
           args.residual = static_cast<const bf16*>(outs[0]);
           args.out_f32 = s.f32;
           args.occupancy = occupancy;
+          args.norm_weight = norm_weight;
+          args.norm_eps = 1e-5f;
           CHECK_OK(LaunchSkinnyGemm(args, g_stream));
         });
         rows.push_back({absl::StrCat("skinny_gemm occ", occupancy), shape, us, bytes,
@@ -503,6 +510,7 @@ int Main() {
         for (bf16* p : set) cudaFree(p);
       for (void* o : outs) cudaFree(o);
       cudaFree(x);
+      if (norm_weight != nullptr) cudaFree(norm_weight);
     }
   }
 

@@ -375,6 +375,7 @@ TEST(CudaKernels, SkinnyGemm) {
                                            {5, 14336, {4096}},
                                            {9, 64, {40}},
                                            {8, 128, {512, 24, 8}},
+                                           {12, 256, {520, 40, 8}},
                                            {2, 1024, {1000}}}) {
     for (SkinnyEpilogue epilogue :
          {SkinnyEpilogue::kStore, SkinnyEpilogue::kAddResidual, SkinnyEpilogue::kSwiGlu}) {
