@@ -97,19 +97,34 @@ __device__ __forceinline__ void ChunkMma(float (&acc)[kMats][kNTiles][4],
 
 // kMats: 1 (each CTA one tile of one weight) or 2 (the same tile of gate and up: SwiGLU).
 // kNTiles: 1 (m <= 8) or 2 (m <= 16).
-// RMSNorm prologue on one 32-wide half of x: accumulates the squares of the 8 values and
-// replaces them by bf16(x * weight) (the 1 / rms factor is applied to the dot products).
-__device__ __forceinline__ void NormHalf(uint4& x, const uint4& weight, float& squares) {
-  uint32_t* xs = reinterpret_cast<uint32_t*>(&x);
-  const uint32_t* ws = reinterpret_cast<const uint32_t*>(&weight);
+// RMSNorm prologue, sums of squares: the x rows' B fragments of one chunk are also the A
+// fragments of X (rows 0-7 from n-tile 0, rows 8-15 from n-tile 1, under the same k map), so
+// X X^T on the tensor cores gives every row's sum of squares on its diagonal: one mma per
+// k16 step and n-tile instead of a multiply-add per value. sq[nt]: the accumulator of
+// X X[8 nt .. 8 nt + 7]^T.
+template <int kNTiles>
+__device__ __forceinline__ void SquaresMma(float (&sq)[kNTiles][4],
+                                           const uint4 (&xv)[kNTiles][2]) {
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 xf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&xs[i]));
-    const float2 wf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&ws[i]));
-    squares = fmaf(xf.x, xf.x, fmaf(xf.y, xf.y, squares));
-    const __nv_bfloat162 y = __floats2bfloat162_rn(xf.x * wf.x, xf.y * wf.y);
-    xs[i] = *reinterpret_cast<const uint32_t*>(&y);
+  for (int half = 0; half < 2; ++half) {
+    const uint4 x0 = xv[0][half];
+    const uint4 x1 = kNTiles > 1 ? xv[kNTiles - 1][half] : make_uint4(0, 0, 0, 0);
+    Mma(sq[0], x0.x, x1.x, x0.y, x1.y, x0.x, x0.y);
+    Mma(sq[0], x0.z, x1.z, x0.w, x1.w, x0.z, x0.w);
+    if constexpr (kNTiles > 1) {
+      Mma(sq[kNTiles - 1], x0.x, x1.x, x0.y, x1.y, x1.x, x1.y);
+      Mma(sq[kNTiles - 1], x0.z, x1.z, x0.w, x1.w, x1.z, x1.w);
+    }
   }
+}
+
+// RMSNorm prologue on one 32-wide half of x: x = bf16(x * weight), the exact product rounded
+// once (the 1 / rms factor is applied to the dot products).
+__device__ __forceinline__ void ScaleHalf(uint4& x, const uint4& weight) {
+  __nv_bfloat162* xs = reinterpret_cast<__nv_bfloat162*>(&x);
+  const __nv_bfloat162* ws = reinterpret_cast<const __nv_bfloat162*>(&weight);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) xs[i] = __hmul2(xs[i], ws[i]);
 }
 
 // kMinBlocks: CTAs per SM the registers are sized for (1: up to 24 uint4 of loads in flight
@@ -169,7 +184,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SkinnyGemmKernel(const P
   if constexpr (kNorm) __syncthreads();
 
   const bf16* norm_w = kNorm ? norm_s + 8 * t : nullptr;
-  float squares[kNTiles] = {};
+  float squares[kNTiles][4] = {};  // kNorm: SquaresMma's accumulators
 
   float acc[kMats][kNTiles][4];
 #pragma unroll
@@ -201,12 +216,13 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SkinnyGemmKernel(const P
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       if constexpr (kNorm) {
+        SquaresMma<kNTiles>(squares, xv[u]);
         const int off = (c0 + kWarps * u) * kChunk;
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
           const uint4 nw = *reinterpret_cast<const uint4*>(norm_w + off + 32 * half);
 #pragma unroll
-          for (int nt = 0; nt < kNTiles; ++nt) NormHalf(xv[u][nt][half], nw, squares[nt]);
+          for (int nt = 0; nt < kNTiles; ++nt) ScaleHalf(xv[u][nt][half], nw);
         }
       }
       ChunkMma<kMats, kNTiles>(acc, wv[u], xv[u]);
@@ -226,11 +242,12 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SkinnyGemmKernel(const P
       for (int nt = 0; nt < kNTiles; ++nt) xv[nt][half] = LoadShared(xrow[nt] + off + 32 * half);
     }
     if constexpr (kNorm) {
+      SquaresMma<kNTiles>(squares, xv);
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const uint4 nw = *reinterpret_cast<const uint4*>(norm_w + off + 32 * half);
 #pragma unroll
-        for (int nt = 0; nt < kNTiles; ++nt) NormHalf(xv[nt][half], nw, squares[nt]);
+        for (int nt = 0; nt < kNTiles; ++nt) ScaleHalf(xv[nt][half], nw);
       }
     }
     ChunkMma<kMats, kNTiles>(acc, wv, xv);
@@ -247,10 +264,12 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SkinnyGemmKernel(const P
       partial[warp][mat][g + 8][nt * 8 + 2 * t + 1] = acc[mat][nt][3];
     }
   if constexpr (kNorm) {
-    // The quad's 4 threads hold disjoint k of the same x row: sum them, one writes.
+    // Row 8 nt + g's sum is the diagonal element (row 8 nt + g, column g) of sq[nt]: held by
+    // the quad's thread whose columns 2t, 2t + 1 include g (registers 0, 1 for the rows g,
+    // 2, 3 for the rows g + 8); a quad sum brings it to the thread t = 0, which writes.
 #pragma unroll
     for (int nt = 0; nt < kNTiles; ++nt) {
-      float q = squares[nt];
+      float q = g == 2 * t ? squares[nt][2 * nt] : g == 2 * t + 1 ? squares[nt][2 * nt + 1] : 0.0f;
       q += __shfl_xor_sync(0xffffffffu, q, 1);
       q += __shfl_xor_sync(0xffffffffu, q, 2);
       if (t == 0) row_squares[warp][nt * 8 + g] = q;
