@@ -75,44 +75,46 @@ __device__ __forceinline__ float CapScore(float s, float softcap) {
   return softcap > 0.0f ? softcap * tanhf(s / softcap) : s;
 }
 
-__device__ __forceinline__ float WarpSum(float v) {
+struct SumOp {
+  __device__ __forceinline__ float operator()(float a, float b) const { return a + b; }
+};
+struct MaxOp {
+  __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+/// Op over the warp's 32 lanes (butterfly); every lane gets it.
+template <typename Op>
+__device__ __forceinline__ float WarpReduce(float v) {
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  for (int o = 16; o > 0; o >>= 1) v = Op()(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
 
-__device__ __forceinline__ float WarpMax(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
+__device__ __forceinline__ float WarpSum(float v) { return WarpReduce<SumOp>(v); }
+__device__ __forceinline__ float WarpMax(float v) { return WarpReduce<MaxOp>(v); }
 
-/// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
-/// `scratch` holds 32 floats; the function ends with a barrier so it can be reused.
-__device__ __forceinline__ float BlockSum(float v, float* scratch) {
+/// Op over the block (blockDim.x a multiple of 32, at most 1024; `identity` fills the lanes
+/// past the last warp); every thread gets it. `scratch` holds 32 floats; the function ends
+/// with a barrier so it can be reused.
+template <typename Op>
+__device__ __forceinline__ float BlockReduce(float v, float identity, float* scratch) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  v = WarpSum(v);
+  v = WarpReduce<Op>(v);
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
   const int warps = blockDim.x >> 5;
-  float total = lane < warps ? scratch[lane] : 0.0f;
-  total = WarpSum(total);
+  float total = lane < warps ? scratch[lane] : identity;
+  total = WarpReduce<Op>(total);
   __syncthreads();
   return total;
 }
 
-/// Max over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
-/// `scratch` holds 32 floats; the function ends with a barrier so it can be reused.
+/// Sum / max over the block: BlockReduce's contract.
+__device__ __forceinline__ float BlockSum(float v, float* scratch) {
+  return BlockReduce<SumOp>(v, 0.0f, scratch);
+}
 __device__ __forceinline__ float BlockMax(float v, float* scratch) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  v = WarpMax(v);
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  const int warps = blockDim.x >> 5;
-  float m = lane < warps ? scratch[lane] : -INFINITY;
-  m = WarpMax(m);
-  __syncthreads();
-  return m;
+  return BlockReduce<MaxOp>(v, -INFINITY, scratch);
 }
 
 }  // namespace tessel::cuda
