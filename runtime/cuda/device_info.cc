@@ -6,6 +6,10 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
+
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 
 namespace tessel::cuda {
 
@@ -50,15 +54,11 @@ bool PdlEnabled(PdlKernel family) {
     if (env == nullptr) return (1u << static_cast<unsigned>(PdlKernel::kRope)) |
                                (1u << static_cast<unsigned>(PdlKernel::kAttentionDecode));
     if (std::strcmp(env, "1") == 0) return ~0u;
+    constexpr absl::string_view kNames[] = {"skinny_gemm", "rope", "attention_decode"};
     unsigned mask = 0;
-    const char* names[] = {"skinny_gemm", "rope", "attention_decode"};
-    for (unsigned i = 0; i < 3; ++i) {
-      const size_t length = std::strlen(names[i]);
-      for (const char* p = std::strstr(env, names[i]); p != nullptr;
-           p = std::strstr(p + 1, names[i])) {
-        const bool starts = p == env || p[-1] == ',';
-        const bool ends = p[length] == '\0' || p[length] == ',';
-        if (starts && ends) mask |= 1u << i;
+    for (absl::string_view name : absl::StrSplit(env, ',')) {
+      for (unsigned i = 0; i < std::size(kNames); ++i) {
+        if (name == kNames[i]) mask |= 1u << i;
       }
     }
     return mask;

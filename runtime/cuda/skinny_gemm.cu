@@ -315,36 +315,28 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SkinnyGemmKernel(const P
 }
 
 template <int kMats, int kMinBlocks, bool kNorm>
-void LaunchVariant(const Params& p, int grid, int m, cudaStream_t stream) {
-  // The error is read by Launch through cudaGetLastError (LaunchDependent's return value is
-  // the same launch error).
+cudaError_t LaunchVariant(const Params& p, int grid, int m, cudaStream_t stream) {
   const size_t smem = kNorm ? sizeof(bf16) * p.k : 0;
-  if (m <= 8) {
-    (void)LaunchDependent(PdlKernel::kSkinnyGemm, SkinnyGemmKernel<kMats, 1, kMinBlocks, kNorm>,
-                          grid, kThreads, smem, stream, p);
-  } else {
-    (void)LaunchDependent(PdlKernel::kSkinnyGemm, SkinnyGemmKernel<kMats, 2, kMinBlocks, kNorm>,
-                          grid, kThreads, smem, stream, p);
-  }
+  return m <= 8 ? LaunchDependent(PdlKernel::kSkinnyGemm,
+                                  SkinnyGemmKernel<kMats, 1, kMinBlocks, kNorm>, grid, kThreads,
+                                  smem, stream, p)
+                : LaunchDependent(PdlKernel::kSkinnyGemm,
+                                  SkinnyGemmKernel<kMats, 2, kMinBlocks, kNorm>, grid, kThreads,
+                                  smem, stream, p);
 }
 
 template <int kMats, int kMinBlocks>
-void LaunchVariant(const Params& p, int grid, int m, cudaStream_t stream) {
-  if (p.norm_weight != nullptr) {
-    LaunchVariant<kMats, kMinBlocks, true>(p, grid, m, stream);
-  } else {
-    LaunchVariant<kMats, kMinBlocks, false>(p, grid, m, stream);
-  }
+cudaError_t LaunchVariant(const Params& p, int grid, int m, cudaStream_t stream) {
+  return p.norm_weight != nullptr ? LaunchVariant<kMats, kMinBlocks, true>(p, grid, m, stream)
+                                  : LaunchVariant<kMats, kMinBlocks, false>(p, grid, m, stream);
 }
 
 template <int kMats>
 absl::Status Launch(const Params& p, int grid, int m, int occupancy, cudaStream_t stream) {
-  if (occupancy == 2) {
-    LaunchVariant<kMats, 2>(p, grid, m, stream);
-  } else {
-    LaunchVariant<kMats, 1>(p, grid, m, stream);
-  }
-  TESSEL_CUDA_RETURN_IF_LAUNCH_ERROR("SkinnyGemmKernel");
+  const cudaError_t launch_of_SkinnyGemmKernel =
+      occupancy == 2 ? LaunchVariant<kMats, 2>(p, grid, m, stream)
+                     : LaunchVariant<kMats, 1>(p, grid, m, stream);
+  TESSEL_CUDA_RETURN_IF_ERROR(launch_of_SkinnyGemmKernel);
   return absl::OkStatus();
 }
 
