@@ -144,7 +144,8 @@ std::string DTypeString(plan::DType dtype) {
   return name;
 }
 
-// Operand count of an op inside a fused program; 0 if it may not appear there.
+// Operand count of an op inside a fused program (the op's own, from GetSignature: every
+// op that may be fused takes a fixed count); 0 if it may not appear there.
 int FusedOpArity(OpCode op) {
   switch (op) {
     case OpCode::Add:
@@ -153,7 +154,6 @@ int FusedOpArity(OpCode op) {
     case OpCode::Div:
     case OpCode::Max:
     case OpCode::RMSNorm:
-      return 2;
     case OpCode::Silu:
     case OpCode::Sigmoid:
     case OpCode::Relu:
@@ -162,8 +162,10 @@ int FusedOpArity(OpCode op) {
     case OpCode::Neg:
     case OpCode::Gelu:
     case OpCode::Scale:
-    case OpCode::Cast:
-      return 1;
+    case OpCode::Cast: {
+      OpSignature signature;
+      return GetSignature(op, &signature) ? signature.min_operands : 0;
+    }
     default:
       return 0;
   }
