@@ -482,6 +482,16 @@ TEST(CudaKernels, SkinnyGemm) {
 
 // --- attention ------------------------------------------------------------------------------
 
+// The kernels' form of the CPU reference's options.
+AttentionKernelParams KernelParams(const cpu::AttentionParams& params) {
+  AttentionKernelParams kp;
+  kp.scale = static_cast<float>(params.scale);
+  kp.causal = params.causal;
+  kp.sliding_window = params.sliding_window;
+  kp.logit_softcap = static_cast<float>(params.logit_softcap);
+  return kp;
+}
+
 struct AttentionCase {
   std::string name;
   int64_t batch, seq, heads, kv_heads, head_dim, kv_len, first_position;
@@ -525,10 +535,7 @@ TEST(CudaKernels, AttentionPrefill) {
                    c.kv_len, c.kv_heads, c.head_dim, c.head_dim, params, ref.data(), &pool);
     DeviceBuffer<bf16> q_d(ToBf16(q)), k_d(ToBf16(k)), v_d(ToBf16(v)), out_d(q_size);
     DeviceBuffer<int32_t> pos_d(positions);
-    AttentionKernelParams kp;
-    kp.scale = static_cast<float>(params.scale);
-    kp.sliding_window = c.window;
-    kp.logit_softcap = static_cast<float>(c.softcap);
+    const AttentionKernelParams kp = KernelParams(params);
     ASSERT_STATUS_OK(LaunchAttentionPrefill(q_d.get(), k_d.get(), v_d.get(), pos_d.get(), c.batch,
                                             c.seq, c.heads, c.kv_len, c.kv_heads, c.head_dim, kp,
                                             out_d.get(), nullptr));
@@ -649,11 +656,7 @@ void CheckPrefillShapes(AttentionPrefillTiles tiles, const std::string& tiles_na
                    c.kv_len, c.kv_heads, c.head_dim, c.head_dim, params, ref.data(), &pool);
     DeviceBuffer<bf16> q_d(ToBf16(q)), k_d(ToBf16(k)), v_d(ToBf16(v)), out_d(q_size);
     DeviceBuffer<int32_t> pos_d(positions);
-    AttentionKernelParams kp;
-    kp.scale = static_cast<float>(params.scale);
-    kp.causal = c.causal;
-    kp.sliding_window = c.window;
-    kp.logit_softcap = static_cast<float>(c.softcap);
+    const AttentionKernelParams kp = KernelParams(params);
     {
       out_d.Poison();
       ASSERT_STATUS_OK(LaunchAttentionPrefillWithTiles(
@@ -805,11 +808,7 @@ TEST(CudaKernels, AttentionDecode) {
     DeviceBuffer<int32_t> pos_d(c.positions);
     DeviceBuffer<unsigned char> workspace(std::max<size_t>(plan.workspace_bytes, 16));
     ASSERT_CUDA_OK(cudaMemset(workspace.get(), 0, std::max<size_t>(plan.workspace_bytes, 16)));
-    AttentionKernelParams kp;
-    kp.scale = static_cast<float>(params.scale);
-    kp.sliding_window = c.window;
-    kp.logit_softcap = c.softcap;
-    kp.causal = c.causal;
+    const AttentionKernelParams kp = KernelParams(params);
     std::vector<bf16> previous;
     std::vector<float> q;
     for (int launch = 0; launch < 3; ++launch) {

@@ -373,11 +373,7 @@ TEST(PlanCorruptionTest, NewerMinorVersionIsRejected) {
 // numerics as the unfused ops.
 TEST(FusedPlanTest, FusedProgramComputesTheUnfusedLogits) {
   const testing::ToyArtifact toy = BuildToyArtifact({.fused_norm = true});
-  auto artifact = FromMemory(toy.plan, toy.weights);
-  ASSERT_TRUE(artifact.ok()) << artifact.status();
-  auto model = cpu::CpuModel::Create(std::move(*artifact));
-  ASSERT_TRUE(model.ok()) << model.status();
-  auto session = cpu::CpuSession::Create(std::move(*model));
+  auto session = MakeSession(toy);
   ASSERT_TRUE(session.ok()) << session.status();
   const std::vector<int32_t> ids = {3, 1};
   ASSERT_TRUE((*session)->Prefill(ids).ok());
