@@ -52,6 +52,11 @@ cudaError_t LaunchDependent(PdlKernel family, void (*kernel)(Params...), dim3 gr
   config.stream = stream;
   config.attrs = attribute;
   config.numAttrs = PdlEnabled(family) ? 1 : 0;
+  if (const int carveout = CarveoutPercent(family); carveout >= 0) {
+    const cudaError_t error = cudaFuncSetAttribute(
+        kernel, cudaFuncAttributePreferredSharedMemoryCarveout, carveout);
+    if (error != cudaSuccess) return error;
+  }
   return cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
 }
 

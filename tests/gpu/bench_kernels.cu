@@ -113,6 +113,15 @@ T* Upload(const std::vector<T>& host) {
   return ptr;
 }
 
+// The sections named on the command line (all when none): norm, swiglu, attention_decode,
+// attention_prefill, gemm, skinny, moe, mla, wgmma. The copy bandwidth always runs.
+std::vector<std::string> g_sections;
+
+bool Section(const char* name) {
+  return g_sections.empty() ||
+         std::find(g_sections.begin(), g_sections.end(), name) != g_sections.end();
+}
+
 // Median time (microseconds) of one call of fn(i), i rotating over `copies` input sets. Each
 // sample replays a CUDA graph of max(10, copies) calls, so launch gaps stay out of the time
 // as they will in the executor's captured decode step.
@@ -267,6 +276,7 @@ int Main() {
   rows.push_back({"memcpy D2D", "1 GiB", copy_us, 2.0 * copy_bytes, 0});
 
   // RMSNorm and fused add + RMSNorm.
+  if (Section("norm"))
   for (int64_t tokens : {int64_t{1}, int64_t{4096}}) {
     const int64_t dim = 4096, n = tokens * dim;
     const int copies = Copies(3 * n * sizeof(bf16));
@@ -295,6 +305,7 @@ int Main() {
   }
 
   // SwiGLU over a fused gate_up projection.
+  if (Section("swiglu"))
   for (int64_t tokens : {int64_t{1}, int64_t{4096}}) {
     const int64_t inter = 14336, n = tokens * inter;
     const int copies = Copies(3 * n * sizeof(bf16));
@@ -323,6 +334,7 @@ int Main() {
     int64_t batch, capacity, visible;
     bool sweep;
   };
+  if (Section("attention_decode"))
   for (const DecodeShape& d : std::vector<DecodeShape>{{1, 8192, 8192, true},
                                                        {8, 8192, 8192, true},
                                                        {1, 512, 128, false},
@@ -401,6 +413,7 @@ int Main() {
 
   // Prefill attention: the default tile shape and the other mma.sync one; the wgmma shapes
   // run after the table is printed (a fault there must not lose the other numbers).
+  if (Section("attention_prefill"))
   BenchPrefill({{AttentionPrefillTiles::kDefault, ""},
                 {AttentionPrefillTiles::kRows32PerWarp, " (rows32)"},
                 {AttentionPrefillTiles::kRows16PerWarp, " (rows16)"}},
@@ -412,6 +425,7 @@ int Main() {
   struct Shape {
     int64_t m, n, k;
   };
+  if (Section("gemm"))
   for (const Shape& s : std::vector<Shape>{{1, 4096, 4096},   {1, 14336, 4096},
                                            {1, 4096, 14336},  {1, 28672, 4096},
                                            {2048, 4096, 4096}, {2048, 14336, 4096},
@@ -442,6 +456,7 @@ int Main() {
     bool f32;
     bool norm = false;  // the RMSNorm prologue, as the executor runs q/k/v and gate/up
   };
+  if (Section("skinny"))
   for (int64_t m : {1, 16}) {
     for (const Skinny& s : std::vector<Skinny>{
              {"o_proj", m, 4096, {4096}, SkinnyEpilogue::kStore, false},
@@ -517,6 +532,7 @@ int Main() {
   // MoE: router and routed experts of one layer, decode batches 1 and 16 (and one prefill
   // chunk). Bytes: the weights of the experts the routing touches (each read once) plus the
   // activations; the expert weights rotate among copies.
+  if (Section("moe"))
   {
     struct MoEConfig {
       const char* name;
@@ -611,6 +627,7 @@ int Main() {
   // MLA decode, DeepSeek-V2-Lite layer (16 heads, rank 512, rope 64, nope 128, v 128), 4K
   // context. Bytes: latent + rope key rows, kv_b (rotated with the cache, as every layer has
   // its own), queries and outputs.
+  if (Section("mla"))
   for (int64_t batch : {int64_t{1}, int64_t{16}}) {
     const int64_t heads = 16, nope = 128, rope = 64, rank = 512, v_dim = 128, context = 4096;
     const size_t cache_elems = static_cast<size_t>(batch) * context * (rank + rope);
@@ -666,6 +683,7 @@ int Main() {
   Print(rows, copy_gbs);
 
   std::vector<Row> wgmma_rows;
+  if (Section("wgmma"))
   BenchPrefill({{AttentionPrefillTiles::kWgmma, " (wgmma)"},
                 {AttentionPrefillTiles::kWgmmaPipelined, " (wgmma-pipelined)"}},
                &wgmma_rows);
@@ -676,7 +694,8 @@ int Main() {
 }  // namespace
 }  // namespace tessel::cuda
 
-int main() {
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) tessel::cuda::g_sections.push_back(argv[i]);
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
     std::printf("SKIPPED (no CUDA device)\n");
