@@ -123,7 +123,8 @@ __global__ void __launch_bounds__(DecodeConfig<kDim>::kThreads)
                           int64_t heads, int64_t capacity, int64_t kv_heads, int group,
                           int head_groups, AttentionKernelParams params, int splits,
                           bf16* __restrict__ out, float* __restrict__ part_o,
-                          float* __restrict__ part_ml, unsigned* __restrict__ counters) {
+                          float* __restrict__ part_ml, unsigned* __restrict__ counters,
+                          bool trigger_early) {
   using C = DecodeConfig<kDim>;
   constexpr int kWarps = C::kWarps, kStages = C::kStages, kStride = C::kStride;
   constexpr int kRows = 8 * kNTiles;  // head slots: the N of the products, rows of q_s
@@ -135,7 +136,9 @@ __global__ void __launch_bounds__(DecodeConfig<kDim>::kThreads)
   bf16* tiles = q_s + kRows * kStride;        // [kWarps][kStages][K, V][kKeys][kStride]
   float* merge_s = reinterpret_cast<float*>(tiles);  // the warps' merge, after the key loop
 
-  PdlLaunchDependents();
+  // By default the projection after this kernel starts only at its exit (PdlTriggersEarly):
+  // started early, its CTAs would run under this kernel's shared-memory carveout (small L1).
+  if (trigger_early) PdlLaunchDependents();
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, c = lane & 3;  // fragment row (and row + 8), column pair
   const int split = blockIdx.x;
@@ -509,7 +512,7 @@ absl::Status Launch(const bf16* q, const bf16* k_cache, const bf16* v_cache,
   TESSEL_CUDA_RETURN_IF_ERROR(LaunchDependent(
       PdlKernel::kAttentionDecode, AttentionDecodeKernel<kDim, kNTiles>, grid, dim3(C::kThreads), smem, stream, q, k_cache,
       v_cache, positions, heads, capacity, kv_heads, group, head_groups, params, splits, out,
-      part_o, part_ml, counters));
+      part_o, part_ml, counters, PdlTriggersEarly(PdlKernel::kAttentionDecode)));
   return absl::OkStatus();
 }
 

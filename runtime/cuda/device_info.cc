@@ -4,10 +4,13 @@
 
 #include <cuda_runtime_api.h>
 
+#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
+#include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 
@@ -36,6 +39,24 @@ bool DeviceIsSm90() {
   return major == 9 && minor == 0;
 }
 
+namespace {
+
+// The environment's names of the PdlKernel families, in enum order.
+constexpr absl::string_view kFamilyNames[] = {"skinny_gemm", "rope", "attention_decode"};
+
+// Bit i set for each name in the comma-separated `list` that is kFamilyNames[i].
+unsigned FamilyMask(absl::string_view list) {
+  unsigned mask = 0;
+  for (absl::string_view name : absl::StrSplit(list, ',')) {
+    for (unsigned i = 0; i < std::size(kFamilyNames); ++i) {
+      if (name == kFamilyNames[i]) mask |= 1u << i;
+    }
+  }
+  return mask;
+}
+
+}  // namespace
+
 bool PdlEnabled(PdlKernel family) {
   static const unsigned enabled = []() -> unsigned {
     int device = 0, major = 0;
@@ -45,25 +66,50 @@ bool PdlEnabled(PdlKernel family) {
       return 0;
     }
     if (major < 9) return 0;
-    // Default: RoPE and decode attention only. With the skinny GEMM launched early too, a
-    // Llama-3-8B decode step measured 6.70-6.76 ms instead of 5.83-5.86 at batch 1 and
-    // 8.8-8.9 instead of 6.52-6.55 at batch 16 (H100, bench/gpu_decode_sweep.sh; cause not
-    // found: its CTAs then wait on SMs while the attention kernel runs); RoPE + attention
-    // alone: 5.81 ms.
+    // Default: every family. The skinny GEMM under PDL once measured 0.9 ms (batch 1) and
+    // 2.3 ms (batch 16) slower per Llama-3-8B step: its CTAs, launched early into SMs still
+    // running decode attention, ran under attention's shared-memory carveout (212 KiB of
+    // shared memory, 28 KiB of L1), and with the SMs never idle between chained kernels the
+    // small L1 stayed for the rest of the step; the projections re-read x through L1. Forcing
+    // that carveout on the skinny GEMM alone (TESSEL_CARVEOUT=skinny_gemm=100) reproduces it:
+    // 7.59 / 9.14 ms instead of 5.78 / 6.30. Now decode attention signals its dependents at
+    // its exit (PdlTriggersEarly), so o_proj starts on idle SMs and sets its own carveout:
+    // 5.65 / 6.12 ms, against 5.77 / 6.30 with PDL on RoPE and attention only (H100,
+    // bench/gpu_decode_sweep.sh, 2026-11-24).
     const char* env = std::getenv("TESSEL_PDL");
-    if (env == nullptr) return (1u << static_cast<unsigned>(PdlKernel::kRope)) |
-                               (1u << static_cast<unsigned>(PdlKernel::kAttentionDecode));
+    if (env == nullptr) return ~0u;
     if (std::strcmp(env, "1") == 0) return ~0u;
-    constexpr absl::string_view kNames[] = {"skinny_gemm", "rope", "attention_decode"};
-    unsigned mask = 0;
-    for (absl::string_view name : absl::StrSplit(env, ',')) {
-      for (unsigned i = 0; i < std::size(kNames); ++i) {
-        if (name == kNames[i]) mask |= 1u << i;
-      }
-    }
-    return mask;
+    return FamilyMask(env);
   }();
   return (enabled >> static_cast<unsigned>(family)) & 1u;
+}
+
+bool PdlTriggersEarly(PdlKernel family) {
+  static const unsigned late = []() -> unsigned {
+    const char* env = std::getenv("TESSEL_PDL_LATE");
+    // Default: decode attention signals at its exit (see PdlEnabled); "" = every family early.
+    if (env == nullptr) return 1u << static_cast<unsigned>(PdlKernel::kAttentionDecode);
+    return FamilyMask(env);
+  }();
+  return ((late >> static_cast<unsigned>(family)) & 1u) == 0;
+}
+
+int CarveoutPercent(PdlKernel family) {
+  static const std::array<int, std::size(kFamilyNames)> percent = []() {
+    std::array<int, std::size(kFamilyNames)> result = {-1, -1, -1};
+    const char* env = std::getenv("TESSEL_CARVEOUT");
+    if (env == nullptr) return result;
+    for (absl::string_view item : absl::StrSplit(env, ',', absl::SkipEmpty())) {
+      const std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(item, '=');
+      int value = -1;
+      if (!absl::SimpleAtoi(kv.second, &value) || value < 0 || value > 100) continue;
+      for (unsigned i = 0; i < std::size(kFamilyNames); ++i) {
+        if (kv.first == kFamilyNames[i]) result[i] = value;
+      }
+    }
+    return result;
+  }();
+  return percent[static_cast<unsigned>(family)];
 }
 
 }  // namespace tessel::cuda

@@ -20,6 +20,8 @@
 //   (deterministic), then the epilogue adds bias / residual or applies SwiGLU and stores.
 #include "runtime/cuda/skinny_gemm.cuh"
 
+#include <cstdlib>
+
 #include "absl/strings/str_cat.h"
 #include "runtime/cuda/cuda_status.h"
 #include "runtime/cuda/pdl.cuh"
@@ -44,6 +46,7 @@ struct Params {
   const bf16* norm_weight;  // RMSNorm prologue (see SkinnyGemmArgs), or null
   float norm_eps;
   int out_f32;
+  int preload;  // the first weight loads before PdlWait (TESSEL_SKINNY_PRELOAD, default on)
   SkinnyEpilogue epilogue;
 };
 
@@ -169,12 +172,31 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SkinnyGemmKernel(const P
     xrow[nt] = p.x + static_cast<int64_t>(min(g + 8 * nt, p.m - 1)) * k + 8 * t;
   }
 
+  const int chunks = k / kChunk;
+  // The weights of the warp's first group of kUnroll chunks (wv; loaded before PdlWait).
+  uint4 wv[kUnroll][kMats][2][2];  // [chunk][matrix][row g / g + 8][k half]
+  auto load_weights = [&](int first) {
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int off = (first + kWarps * u) * kChunk;
+#pragma unroll
+      for (int half = 0; half < 2; ++half)
+#pragma unroll
+        for (int mat = 0; mat < kMats; ++mat)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) wv[u][mat][h][half] = LoadStream(wrow[mat][h] + off + 32 * half);
+    }
+  };
+  // Full groups of kUnroll chunks per warp, then the rest one chunk at a time.
+  int c0 = warp;
+  auto full_group = [&] { return c0 + kWarps * (kUnroll - 1) < chunks; };
+
   // Programmatic dependent launch (pdl.cuh): the next kernel may be scheduled once every CTA
-  // of this one has started; what does not depend on the previous kernel (the RMSNorm
-  // weights, constant) is staged before waiting for it. The executor's default launches this
-  // kernel without the attribute (measured: see PdlEnabled), but it still triggers the RoPE
-  // launch after it early.
+  // of this one has started; what does not depend on the previous kernel (the weights, never
+  // written, and the RMSNorm weights) is read before waiting for it, so the first weight
+  // loads overlap the previous kernel's tail.
   PdlLaunchDependents();
+  if (p.preload && full_group()) load_weights(c0);
   if constexpr (kNorm) {
     for (int i = threadIdx.x * 8; i < k; i += kThreads * 8) {
       *reinterpret_cast<uint4*>(norm_s + i) = LoadShared(p.norm_weight + i);
@@ -182,6 +204,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SkinnyGemmKernel(const P
   }
   PdlWait();
   if constexpr (kNorm) __syncthreads();
+  if (!p.preload && full_group()) load_weights(c0);
 
   const bf16* norm_w = kNorm ? norm_s + 8 * t : nullptr;
   float squares[kNTiles][4] = {};  // kNorm: SquaresMma's accumulators
@@ -194,21 +217,14 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SkinnyGemmKernel(const P
 #pragma unroll
       for (int i = 0; i < 4; ++i) acc[mat][nt][i] = 0.0f;
 
-  const int chunks = k / kChunk;
-  // Full groups of kUnroll chunks per warp, then the rest one chunk at a time.
-  int c0 = warp;
-  for (; c0 + kWarps * (kUnroll - 1) < chunks; c0 += kWarps * kUnroll) {
-    uint4 wv[kUnroll][kMats][2][2];  // [chunk][matrix][row g / g + 8][k half]
-    uint4 xv[kUnroll][kNTiles][2];   // [chunk][n-tile][k half]
+  while (full_group()) {
+    // wv holds this group's weights; its x, then the products; then the next group's weights.
+    uint4 xv[kUnroll][kNTiles][2];  // [chunk][n-tile][k half]
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int off = (c0 + kWarps * u) * kChunk;
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
-#pragma unroll
-        for (int mat = 0; mat < kMats; ++mat)
-#pragma unroll
-          for (int h = 0; h < 2; ++h) wv[u][mat][h][half] = LoadStream(wrow[mat][h] + off + 32 * half);
 #pragma unroll
         for (int nt = 0; nt < kNTiles; ++nt) xv[u][nt][half] = LoadShared(xrow[nt] + off + 32 * half);
       }
@@ -227,9 +243,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SkinnyGemmKernel(const P
       }
       ChunkMma<kMats, kNTiles>(acc, wv[u], xv[u]);
     }
+    c0 += kWarps * kUnroll;
+    if (full_group()) load_weights(c0);
   }
   for (; c0 < chunks; c0 += kWarps) {
-    uint4 wv[kMats][2][2];
+    uint4 wt[kMats][2][2];
     uint4 xv[kNTiles][2];
     const int off = c0 * kChunk;
 #pragma unroll
@@ -237,7 +255,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SkinnyGemmKernel(const P
 #pragma unroll
       for (int mat = 0; mat < kMats; ++mat)
 #pragma unroll
-        for (int h = 0; h < 2; ++h) wv[mat][h][half] = LoadStream(wrow[mat][h] + off + 32 * half);
+        for (int h = 0; h < 2; ++h) wt[mat][h][half] = LoadStream(wrow[mat][h] + off + 32 * half);
 #pragma unroll
       for (int nt = 0; nt < kNTiles; ++nt) xv[nt][half] = LoadShared(xrow[nt] + off + 32 * half);
     }
@@ -250,7 +268,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SkinnyGemmKernel(const P
         for (int nt = 0; nt < kNTiles; ++nt) ScaleHalf(xv[nt][half], nw);
       }
     }
-    ChunkMma<kMats, kNTiles>(acc, wv, xv);
+    ChunkMma<kMats, kNTiles>(acc, wt, xv);
   }
 
   // c0, c1: (row g, cols 2t, 2t + 1); c2, c3: (row g + 8, the same cols) of each n-tile.
@@ -382,6 +400,11 @@ absl::Status LaunchSkinnyGemm(const SkinnyGemmArgs& args, cudaStream_t stream) {
   p.norm_weight = args.norm_weight;
   p.norm_eps = args.norm_eps;
   p.out_f32 = args.out_f32 ? 1 : 0;
+  static const int preload = [] {
+    const char* env = std::getenv("TESSEL_SKINNY_PRELOAD");
+    return env != nullptr && env[0] == '0' ? 0 : 1;
+  }();
+  p.preload = preload;
   p.epilogue = args.epilogue;
   int64_t tiles = 0;
   for (int i = 0; i < kSkinnyMaxWeights; ++i) {
