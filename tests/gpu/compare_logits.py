@@ -3,7 +3,7 @@
 # SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
 """Usage: compare_logits.py NAME OURS.npy REFERENCE.npy [W16_F32.npy HF_BF16.npy]
                          [--max-rel 1e-2] [--min-top1 0.99] [--top1-decisive]
-                         [--rel-floor-hf]
+                         [--routing-noise NOISE.npz]
 
 REFERENCE is HF in f32 on the checkpoint as stored (the tiny checkpoints hold f32 weights).
 W16_F32 (optional) is HF in f32 on the weights rounded to bf16 — the model the CUDA executor
@@ -23,10 +23,15 @@ agreement over all positions beside it. Without the flag, or without HF_BF16, ev
 position counts. (In the manner of vLLM's logprob comparisons, which accept a different
 token when it is a near-equal choice of the reference.)
 
---rel-floor-hf: the same for the relative error, for MoE models only: a routing decision at a
-near-tie flips one expert for one token under any bf16 rounding, which moves that position's
-logits by 10-30% (discontinuous; HF's own bf16 run shows it too), so the error by norm passes
-at or below HF bf16's own error against the same reference.
+--routing-noise NOISE.npz (MoE models; from hf_bf16_logits.py): `errors`, the relative
+errors of 16 runs of the f32-on-bf16-weights model with bf16-sized noise added at the routers'
+inputs only, and `flipped`, the positions where one of those runs routed a token otherwise.
+Expert choice is discontinuous: at a near-tie any bf16 engine, HF's included, may route a
+token to another expert, which moves that position's logits by 10-30% (and later positions'
+a little, through attention) without an error of its own; how many such flips a run has is
+chance (the tiny random MoE models have many near-ties). The bar for the relative error is
+then sqrt(max_rel^2 + max(errors)^2): the dense bar plus the largest flip error of the noise
+runs; with --top1-decisive, the flipped positions are not decisive either.
 
 Prints one line: relative error by norm ||ours - ref|| / ||ref|| over all prompt positions,
 top-1 agreement over positions, and the largest top-1/top-2 margin of a disagreeing position
@@ -40,7 +45,7 @@ import numpy as np
 def main(argv):
     args = []
     rest = argv[1:]
-    flags = {"--top1-decisive", "--rel-floor-hf"}
+    flags = {"--top1-decisive"}
     while rest:
         if rest[0] in flags:
             rest = rest[1:]
@@ -50,7 +55,7 @@ def main(argv):
             args.append(rest.pop(0))
     opts = dict(zip(argv[1:], argv[2:]))
     top1_decisive = "--top1-decisive" in argv
-    rel_floor_hf = "--rel-floor-hf" in argv
+    noise_path = opts.get("--routing-noise")
     max_rel = float(opts.get("--max-rel", 1e-2))
     min_top1 = float(opts.get("--min-top1", 0.99))
     name, ours_path, ref_path = args[0], args[1], args[2]
@@ -87,26 +92,39 @@ def main(argv):
                  f"vs f32-on-bf16-weights {rel_to(hf16, w16):.3e}, vs f32 {rel_to(hf16, ref):.3e}, "
                  f"top1 vs f32-on-bf16-weights {np.mean(hf16.argmax(-1) == top_w16) * 100:.1f}%")
     note = ""
+    flip_errors = flipped = None
+    if noise_path is not None:
+        noise = np.load(noise_path)
+        flip_errors = noise["errors"].astype(np.float64)
+        flipped = noise["flipped"].astype(bool)
+        if (flip_errors.size == 0 or not np.all(np.isfinite(flip_errors)) or
+                flipped.shape != (ours.shape[0],)):
+            print(f"{name}: FAIL routing noise: errors {flip_errors.tolist()}, flipped mask "
+                  f"{flipped.shape} for {ours.shape[0]} positions")
+            return 1
     judged = agree
     if top1_decisive and len(args) > 4:
         sigma = np.sqrt(np.mean((hf16 - w16) ** 2, axis=-1))
         margin16 = srt16[:, -1] - srt16[:, -2]
         decisive = margin16 > 4.0 * sigma
+        if flipped is not None:
+            decisive &= ~flipped
         judged = float(np.mean(top_ours[decisive] == top_w16[decisive])) if decisive.any() else 1.0
         counted = [int(i) for i in bad if decisive[i]]
         note = (f" (over the {int(decisive.sum())} decisive positions: {judged * 100:.1f}%, "
                 f"disagreements there {counted})")
     top1_ok = judged >= min_top1
-    rel_ok = criterion <= max_rel
-    if not rel_ok and rel_floor_hf and len(args) > 4:
-        hf_rel = float(np.linalg.norm(hf16 - w16) / np.linalg.norm(w16))
-        if criterion <= hf_rel:
-            rel_ok = True
-            note += f" (rel_err above {max_rel:g} but <= HF-bf16's {hf_rel:.3e})"
+    rel_bar = max_rel
+    if flip_errors is not None:
+        rel_bar = float(np.hypot(max_rel, flip_errors.max()))
+        note += (f" (MoE: bar {max_rel:g} and the largest of {flip_errors.size} routing-noise "
+                 f"runs' errors {flip_errors.max():.3e} in quadrature; positions a run "
+                 f"re-routed, not decisive: {np.nonzero(flipped)[0].tolist()})")
+    rel_ok = criterion <= rel_bar
     ok = rel_ok and top1_ok
     against = "f32-on-bf16-weights" if len(args) > 4 else "f32"
     print(f"{name}: {'PASS' if ok else 'FAIL'} rel_err {criterion:.3e} vs {against} "
-          f"(<= {max_rel:g}; vs f32 {rel:.3e}) "
+          f"(<= {rel_bar:.3g}; vs f32 {rel:.3e}) "
           f"top1 {agree * 100:.1f}% of {len(top_ref)} vs {against} (>= {min_top1 * 100:g}%){note} "
           f"disagreements {bad.tolist()} max_margin_of_flip {worst:.4f}{floor}")
     return 0 if ok else 1
