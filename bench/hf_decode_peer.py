@@ -3,7 +3,7 @@
 # ms/step of a model built from config.json with random bf16 weights on the GPU.
 # SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
 """Usage: hf_decode_peer.py CONFIG_DIR [--prompt 128] [--steps 64] [--batch 1]
-                         [--prefill-only TOKENS]
+                         [--prefill-only TOKENS] [--attn eager|sdpa] [--compile-only]
 
 Prints lines 'hf eager batch B: X ms/step' and 'hf compile batch B: X ms/step' (median of
 --steps decode steps after warm-up, CUDA-synchronized per step)."""
@@ -35,7 +35,8 @@ def prefill_peer(model, config, a):
             model(input_ids=ids, use_cache=False)
         for _ in range(2):
             eager()
-        print(f"hf eager prefill {n}: {timed_steps(eager, 5):.3f} ms", flush=True)
+        tag = "" if a.attn == "eager" else f" ({a.attn})"
+        print(f"hf eager{tag} prefill {n}: {timed_steps(eager, 5):.3f} ms", flush=True)
         if a.no_compile:
             return
         try:
@@ -45,7 +46,7 @@ def prefill_peer(model, config, a):
                 forward(input_ids=ids, use_cache=False)
             for _ in range(3):
                 compiled()
-            print(f"hf compile prefill {n}: {timed_steps(compiled, 5):.3f} ms", flush=True)
+            print(f"hf compile{tag} prefill {n}: {timed_steps(compiled, 5):.3f} ms", flush=True)
         except Exception as e:  # report, do not hide
             print(f"hf compile prefill {n}: failed: {type(e).__name__}: {str(e)[:300]}")
 
@@ -57,6 +58,9 @@ def main():
     p.add_argument("--steps", type=int, default=64)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--compile-only", action="store_true", help="skip the eager decode timing")
+    p.add_argument("--attn", choices=("eager", "sdpa"), default="eager",
+                   help="HF attention implementation (the compiled peer is timed with both)")
     p.add_argument("--prefill-only", type=int, default=0,
                    help="time a forward pass over this many tokens (batch 1) instead of decode")
     a = p.parse_args()
@@ -65,7 +69,7 @@ def main():
     torch.set_default_dtype(torch.bfloat16)
     with torch.device("cuda"):
         model = transformers.AutoModelForCausalLM.from_config(
-            config, torch_dtype=torch.bfloat16, attn_implementation="eager")
+            config, torch_dtype=torch.bfloat16, attn_implementation=a.attn)
     model.eval()
     if a.prefill_only:
         prefill_peer(model, config, a)
@@ -83,10 +87,11 @@ def main():
             state["tok"] = o.logits[:, -1:].argmax(-1)
             state["cache"] = o.past_key_values
 
-        for _ in range(3):
-            eager_step()
-        print(f"hf eager batch {a.batch}: {timed_steps(eager_step, a.steps):.3f} ms/step",
-              flush=True)
+        if not a.compile_only:
+            for _ in range(3):
+                eager_step()
+            print(f"hf eager batch {a.batch}: {timed_steps(eager_step, a.steps):.3f} ms/step",
+                  flush=True)
         if a.no_compile:
             return
         # torch.compile over a static cache (the recipe of the transformers docs).
@@ -108,8 +113,9 @@ def main():
             for _ in range(4):
                 compiled_step()
             steps = min(a.steps, max_len - st["pos"] - 1)
-            print(f"hf compile batch {a.batch}: {timed_steps(compiled_step, steps):.3f} ms/step",
-                  flush=True)
+            tag = "" if a.attn == "eager" else f" ({a.attn})"
+            print(f"hf compile{tag} batch {a.batch}: {timed_steps(compiled_step, steps):.3f} "
+                  "ms/step", flush=True)
         except Exception as e:  # report, do not hide
             print(f"hf compile batch {a.batch}: failed: {type(e).__name__}: {str(e)[:300]}")
 
