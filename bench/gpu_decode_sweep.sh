@@ -5,8 +5,13 @@
 # SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
 #
 # Device (after bench/gpu_decode.sh prepare here):
-#   BATCHES="1 16" bash bench/gpu_decode_sweep.sh "TESSEL_PDL=0" "TESSEL_SKINNY_PREFETCH=0" ...
+#   BATCHES="1 16" bash bench/gpu_decode_sweep.sh "" "TESSEL_PDL=0" "TESSEL_PDL_LATE=" ...
 # Each argument is one setting: a space-separated list of VAR=VALUE ("" = defaults).
+# The runtime's measurement switches (runtime/cuda/device_info.h), families skinny_gemm, rope,
+# attention_decode: TESSEL_PDL (0, 1 or a family list: launched with programmatic dependent
+# launch; default all), TESSEL_PDL_LATE (families that signal their dependents at exit instead
+# of at start; default attention_decode), TESSEL_CARVEOUT (family=percent,...: preferred
+# shared-memory carveout; default the driver's choice).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 E2E=.gpu-build/e2e
