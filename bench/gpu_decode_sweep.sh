@@ -11,7 +11,8 @@
 # attention_decode: TESSEL_PDL (0, 1 or a family list: launched with programmatic dependent
 # launch; default all), TESSEL_PDL_LATE (families that signal their dependents at exit instead
 # of at start; default attention_decode), TESSEL_CARVEOUT (family=percent,...: preferred
-# shared-memory carveout; default the driver's choice).
+# shared-memory carveout; default the driver's choice), TESSEL_SKINNY_PRELOAD=0 (the skinny
+# GEMM's first weight loads after griddepcontrol.wait instead of before).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 E2E=.gpu-build/e2e

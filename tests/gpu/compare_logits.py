@@ -94,7 +94,11 @@ def main(argv):
     note = ""
     flip_errors = flipped = None
     if noise_path is not None:
-        noise = np.load(noise_path)
+        try:
+            noise = np.load(noise_path)
+        except (OSError, ValueError) as e:
+            print(f"{name}: FAIL routing noise {noise_path}: {e}")
+            return 1
         flip_errors = noise["errors"].astype(np.float64)
         flipped = noise["flipped"].astype(bool)
         if (flip_errors.size == 0 or not np.all(np.isfinite(flip_errors)) or

@@ -109,6 +109,9 @@ with tempfile.TemporaryDirectory() as d:
     nan[jump_row, 0] = np.nan
     expect("NaN with noise runs", False,
            run(nan, w16, w16, hf16, "--top1-decisive", "--routing-noise", noise([0.5])))
+    expect("missing noise file", False,
+           run(ours, w16, w16, hf16, "--top1-decisive", "--routing-noise",
+               os.path.join(d, "absent.npz")))
     expect("NaN noise runs", False,
            run(ours, w16, w16, hf16, "--top1-decisive", "--routing-noise", noise([np.nan])))
     # Top-1 flips at decisive margins (rows 100, 150 of `ties`): pass only where the noise
