@@ -124,7 +124,7 @@ __global__ void __launch_bounds__(DecodeConfig<kDim>::kThreads)
                           int head_groups, AttentionKernelParams params, int splits,
                           bf16* __restrict__ out, float* __restrict__ part_o,
                           float* __restrict__ part_ml, unsigned* __restrict__ counters,
-                          bool trigger_early) {
+                          bool trigger_early, bool positions_settled) {
   using C = DecodeConfig<kDim>;
   constexpr int kWarps = C::kWarps, kStages = C::kStages, kStride = C::kStride;
   constexpr int kRows = 8 * kNTiles;  // head slots: the N of the products, rows of q_s
@@ -146,9 +146,10 @@ __global__ void __launch_bounds__(DecodeConfig<kDim>::kThreads)
   const int64_t b = blockIdx.z;
   const int g_count = min(kMaxGroup, group - hg * kMaxGroup);  // <= kRows (host's choice)
   const int64_t h0 = static_cast<int64_t>(kvh) * group + hg * kMaxGroup;
-  PdlWait();
 
-  // Visible keys [lo, hi] (cpu::Attention's VisibleKeys), cut among `active` splits.
+  // Visible keys [lo, hi] (cpu::Attention's VisibleKeys), cut among `active` splits. Settled
+  // positions (LaunchAttentionDecode) are read before PdlWait, others after it.
+  if (!positions_settled) PdlWait();
   const int pos = positions[b];
   const int hi = params.causal ? min(pos, static_cast<int>(capacity - 1))
                                : static_cast<int>(capacity - 1);
@@ -162,30 +163,20 @@ __global__ void __launch_bounds__(DecodeConfig<kDim>::kThreads)
     span = ((visible + active - 1) / active + kKeys - 1) / kKeys * kKeys;
     active = (visible + span - 1) / span;
   }
-  if (split >= active) return;
+  if (split >= active) return;  // writes nothing: needs no PdlWait
   const int c0 = lo + split * span;
   const int c1 = min(hi, c0 + span - 1);  // < c0 when nothing is visible: zeros are written
   const int n_tiles = c1 >= c0 ? (c1 - c0) / kKeys + 1 : 0;
   const int my_tiles = warp < n_tiles ? (n_tiles - 1 - warp) / kWarps + 1 : 0;
-
-  // Q rows of the group (rows past g_count zero-filled: finite scores, never stored).
-  {
-    const bf16* q_group = q + (b * heads + h0) * kDim;
-    for (int idx = tid; idx < kRows * C::kChunks; idx += C::kThreads) {
-      const int r = idx / C::kChunks, col = (idx % C::kChunks) * 8;
-      const bool valid = r < g_count;
-      CpAsync16(q_s + r * kStride + col, valid ? q_group + r * kDim + col : q, valid);
-    }
-    CpAsyncCommit();
-  }
 
   const int64_t row_stride = kv_heads * kDim;
   const bf16* k_base = k_cache + (b * capacity * kv_heads + kvh) * kDim;
   const bf16* v_base = v_cache + (b * capacity * kv_heads + kvh) * kDim;
   bf16* warp_tiles = tiles + warp * kStages * C::kStageElems;
   // The warp's it-th tile (keys c0 + 16 (warp + kWarps it) + 0..15) into `stage`.
+  auto tile_key0 = [&](int it) { return c0 + (warp + kWarps * it) * kKeys; };
   auto load_tile = [&](int it, int stage) {
-    const int key0 = c0 + (warp + kWarps * it) * kKeys;
+    const int key0 = tile_key0(it);
     bf16* k_s = warp_tiles + stage * C::kStageElems;
     bf16* v_s = k_s + kKeys * kStride;
 #pragma unroll
@@ -198,11 +189,35 @@ __global__ void __launch_bounds__(DecodeConfig<kDim>::kThreads)
       CpAsync16(v_s + r * kStride + col, v_base + offset, valid);
     }
   };
-  // Prologue: tiles 0..kStages-2 in flight, one commit group each (empty past the warp's
-  // last tile, so that the group count stays uniform).
+  // With settled positions, a prologue tile whose keys all precede `pos` holds cache rows
+  // written before this step's chain of kernels (the kernel right before, RoPE, writes row
+  // `pos`): it is loaded before PdlWait, overlapping that kernel. Its copies join the first
+  // commit group below (with Q), so the group count stays what the key loop expects.
+  auto early = [&](int p) {
+    return positions_settled && p < my_tiles && tile_key0(p) + kKeys - 1 < pos;
+  };
 #pragma unroll
   for (int p = 0; p < kStages - 1; ++p) {
-    if (p < my_tiles) load_tile(p, p);
+    if (early(p)) load_tile(p, p);
+  }
+  if (positions_settled) PdlWait();
+
+  // Q rows of the group (rows past g_count zero-filled: finite scores, never stored).
+  {
+    const bf16* q_group = q + (b * heads + h0) * kDim;
+    for (int idx = tid; idx < kRows * C::kChunks; idx += C::kThreads) {
+      const int r = idx / C::kChunks, col = (idx % C::kChunks) * 8;
+      const bool valid = r < g_count;
+      CpAsync16(q_s + r * kStride + col, valid ? q_group + r * kDim + col : q, valid);
+    }
+    CpAsyncCommit();
+  }
+
+  // Prologue: tiles 0..kStages-2 in flight, one commit group each (empty past the warp's
+  // last tile or when loaded early, so that the group count stays uniform).
+#pragma unroll
+  for (int p = 0; p < kStages - 1; ++p) {
+    if (p < my_tiles && !early(p)) load_tile(p, p);
     CpAsyncCommit();
   }
   CpAsyncWait<kStages - 1>();  // Q landed (this thread's part)
@@ -489,7 +504,7 @@ absl::Status Launch(const bf16* q, const bf16* k_cache, const bf16* v_cache,
                     const int32_t* positions, int64_t batch, int64_t heads, int64_t capacity,
                     int64_t kv_heads, const AttentionKernelParams& params,
                     const AttentionDecodeSplit& plan, void* workspace, bf16* out,
-                    cudaStream_t stream) {
+                    cudaStream_t stream, bool positions_settled) {
   using C = DecodeConfig<kDim>;
   const size_t smem = C::SmemBytes(kNTiles);
   static const cudaError_t attribute_error =
@@ -512,7 +527,8 @@ absl::Status Launch(const bf16* q, const bf16* k_cache, const bf16* v_cache,
   TESSEL_CUDA_RETURN_IF_ERROR(LaunchDependent(
       PdlKernel::kAttentionDecode, AttentionDecodeKernel<kDim, kNTiles>, grid, dim3(C::kThreads), smem, stream, q, k_cache,
       v_cache, positions, heads, capacity, kv_heads, group, head_groups, params, splits, out,
-      part_o, part_ml, counters, PdlTriggersEarly(PdlKernel::kAttentionDecode)));
+      part_o, part_ml, counters, PdlTriggersEarly(PdlKernel::kAttentionDecode),
+      positions_settled));
   return absl::OkStatus();
 }
 
@@ -521,14 +537,15 @@ absl::Status LaunchForGroup(const bf16* q, const bf16* k_cache, const bf16* v_ca
                             const int32_t* positions, int64_t batch, int64_t heads,
                             int64_t capacity, int64_t kv_heads,
                             const AttentionKernelParams& params, const AttentionDecodeSplit& plan,
-                            void* workspace, bf16* out, cudaStream_t stream) {
+                            void* workspace, bf16* out, cudaStream_t stream,
+                            bool positions_settled) {
   // One n8 tile of heads when every head group fits in 8.
   if (heads / kv_heads <= 8) {
     return Launch<kDim, 1>(q, k_cache, v_cache, positions, batch, heads, capacity, kv_heads,
-                           params, plan, workspace, out, stream);
+                           params, plan, workspace, out, stream, positions_settled);
   }
   return Launch<kDim, 2>(q, k_cache, v_cache, positions, batch, heads, capacity, kv_heads, params,
-                         plan, workspace, out, stream);
+                         plan, workspace, out, stream, positions_settled);
 }
 
 }  // namespace
@@ -569,7 +586,7 @@ absl::Status LaunchAttentionDecode(const bf16* q, const bf16* k_cache, const bf1
                                    int64_t capacity, int64_t kv_heads, int64_t head_dim,
                                    const AttentionKernelParams& params,
                                    const AttentionDecodeSplit& plan, void* workspace, bf16* out,
-                                   cudaStream_t stream) {
+                                   cudaStream_t stream, bool positions_settled) {
   if (batch <= 0 || heads <= 0) return absl::OkStatus();
   if (kv_heads <= 0 || heads % kv_heads != 0) {
     return absl::InvalidArgumentError(
@@ -596,13 +613,15 @@ absl::Status LaunchAttentionDecode(const bf16* q, const bf16* k_cache, const bf1
   switch (head_dim) {
     case 64:
       return LaunchForGroup<64>(q, k_cache, v_cache, positions, batch, heads, capacity, kv_heads,
-                                params, plan, workspace, out, stream);
+                                params, plan, workspace, out, stream, positions_settled);
     case 128:
       return LaunchForGroup<128>(q, k_cache, v_cache, positions, batch, heads, capacity,
-                                 kv_heads, params, plan, workspace, out, stream);
+                                 kv_heads, params, plan, workspace, out, stream,
+                                 positions_settled);
     case 256:
       return LaunchForGroup<256>(q, k_cache, v_cache, positions, batch, heads, capacity,
-                                 kv_heads, params, plan, workspace, out, stream);
+                                 kv_heads, params, plan, workspace, out, stream,
+                                 positions_settled);
     default:
       return absl::UnimplementedError(
           absl::StrCat("attention decode: head_dim ", head_dim, " (supported: 64, 128, 256)"));

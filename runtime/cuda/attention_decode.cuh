@@ -43,13 +43,17 @@ size_t AttentionDecodeWorkspaceBytes(int64_t batch, int64_t heads, int64_t kv_he
 /// (cudaMemset 0), and every launch leaves it zeroed again; launches sharing one workspace
 /// must be ordered (one stream). head_dim 64, 128 or 256; any group size (heads / kv_heads).
 /// One kernel launch (programmatic dependent launch where enabled, pdl.cuh): the splits merge
-/// inside it.
+/// inside it. `positions_settled`: the positions, and the cache rows before each position,
+/// were written before the kernels launched since the last full barrier (e.g. positions are
+/// a step's input, copied in before its kernels, and only the kernel right before this one
+/// writes the cache, at the positions): the kernel then reads them, and loads its first K/V
+/// tiles, before waiting for the previous kernel (PdlWait). Otherwise everything is read after.
 absl::Status LaunchAttentionDecode(const bf16* q, const bf16* k_cache, const bf16* v_cache,
                                    const int32_t* positions, int64_t batch, int64_t heads,
                                    int64_t capacity, int64_t kv_heads, int64_t head_dim,
                                    const AttentionKernelParams& params,
                                    const AttentionDecodeSplit& plan, void* workspace, bf16* out,
-                                   cudaStream_t stream);
+                                   cudaStream_t stream, bool positions_settled = false);
 
 }  // namespace tessel::cuda
 

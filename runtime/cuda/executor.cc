@@ -1158,9 +1158,16 @@ class StepBuilder {
         // Self-resetting split counters: zeroed once, here (attention_decode.cuh).
         TESSEL_CUDA_RETURN_IF_ERROR(cudaMemset(workspace, 0, split.workspace_bytes));
       }
+      // Positions that are the step's input were copied in before its first kernel: the
+      // kernel may read them (and the older cache rows) before waiting on RoPE.
+      uint32_t pos_value = inst_->operands()->Get(3);
+      while (entry_.values()->Get(pos_value)->kind() == ValueKind::View) {
+        pos_value = entry_.values()->Get(pos_value)->base();
+      }
+      const bool settled = entry_.values()->Get(pos_value)->kind() == ValueKind::Input;
       return Step([=](cudaStream_t s) {
         return LaunchAttentionDecode(qp, kp, vp, pos, batch, heads, kv_len, kv_heads, dim,
-                                     params, split, workspace, o, s);
+                                     params, split, workspace, o, s, settled);
       });
     }
     return Step([=](cudaStream_t s) {

@@ -811,9 +811,11 @@ TEST(CudaKernels, AttentionDecode) {
     const AttentionKernelParams kp = KernelParams(params);
     std::vector<bf16> previous;
     std::vector<float> q;
-    for (int launch = 0; launch < 3; ++launch) {
-      SCOPED_TRACE(absl::StrCat("launch ", launch));
-      // Launch 2 repeats launch 1's query.
+    for (int launch = 0; launch < 4; ++launch) {
+      // Launches 2 and 3 repeat launch 1's query with settled positions (the first K/V tiles
+      // loaded before the PDL wait): the same bits.
+      const bool settled = launch >= 2;
+      SCOPED_TRACE(absl::StrCat("launch ", launch, settled ? " (settled positions)" : ""));
       if (launch < 2) q = RoundBf16(RandomFloats(batch * c.heads * c.head_dim, rng));
       q_d.Upload(ToBf16(q));
       std::vector<float> ref(q.size());
@@ -822,10 +824,11 @@ TEST(CudaKernels, AttentionDecode) {
       out_d.Poison();
       ASSERT_STATUS_OK(LaunchAttentionDecode(q_d.get(), k_d.get(), v_d.get(), pos_d.get(),
                                              batch, c.heads, c.capacity, c.kv_heads, c.head_dim,
-                                             kp, plan, workspace.get(), out_d.get(), nullptr));
+                                             kp, plan, workspace.get(), out_d.get(), nullptr,
+                                             settled));
       const std::vector<bf16> got = out_d.Download();
       EXPECT_CLOSE("attention_decode", ToF32(got), ref, kBf16Tolerance);
-      if (launch == 2) {
+      if (launch >= 2) {
         EXPECT_EQ(std::memcmp(got.data(), previous.data(), got.size() * sizeof(bf16)), 0)
             << "a repeated launch gave different bits";
       }
