@@ -94,25 +94,12 @@ struct DecodeConfig {
                 sizeof(bf16) * kWarps * kStages * kStageElems);
 };
 
-// Two floats as bf16x2, `lo` in the low half (the lower column of a fragment pair).
-__device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
-
 // Transposes an 8x8 b16 matrix held in the ldmatrix / C-fragment layout (lane: row lane / 4,
 // columns 2 (lane % 4) + {0, 1}): afterwards the lane holds the same positions of the
 // transpose, i.e. rows 2 (lane % 4) + {0, 1} of column lane / 4 of the input.
 __device__ __forceinline__ uint32_t TransposeB16(uint32_t x) {
   uint32_t y;
   asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(y) : "r"(x));
-  return y;
-}
-
-// 2^x; 2^-inf = +0.
-__device__ __forceinline__ float Exp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
   return y;
 }
 
@@ -334,11 +321,8 @@ __global__ void __launch_bounds__(DecodeConfig<kDim>::kThreads)
         tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 4));
         tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 8));
         tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 16));
-        const float new_max = fmaxf(head_max[nt][j], tile_max);
-        // Nothing visible yet keeps max = -inf: subtract 0 so that exp2(-inf) = 0, not NaN.
-        const float base = new_max == -INFINITY ? 0.0f : new_max * score_mult;
-        const float alpha = Exp2(head_max[nt][j] * score_mult - base);
-        head_max[nt][j] = new_max;
+        float base;
+        const float alpha = OnlineSoftmaxRescale(head_max[nt][j], tile_max, score_mult, base);
         s[nt][j] = Exp2(fmaf(s[nt][j], score_mult, -base));
         s[nt][j + 2] = Exp2(fmaf(s[nt][j + 2], score_mult, -base));
         head_sum[nt][j] = head_sum[nt][j] * alpha + s[nt][j] + s[nt][j + 2];

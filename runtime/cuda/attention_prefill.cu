@@ -125,19 +125,6 @@ __device__ __forceinline__ void MmaBf16(float (&d)[4], const uint32_t (&a)[4], u
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// Two floats as bf16x2, `lo` in the low half (the lower column index of a fragment pair).
-__device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
-
-// 2^x; 2^-inf = +0.
-__device__ __forceinline__ float Exp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
-
 // Visible keys [lo, hi] of a query at `position` (cpu::Attention's VisibleKeys); empty when
 // hi < lo.
 __device__ __forceinline__ void VisibleKeys(int position, int kv_len,
@@ -392,12 +379,9 @@ __global__ void __launch_bounds__(PrefillConfig<kDim, kWarps, kMTiles, kBlockN>:
           }
           tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
           tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
-          const float new_max = fmaxf(row_max[mt][half], tile_max);
-          // A row with nothing visible yet keeps max = -inf: subtract 0 so that exp2(-inf)
-          // = 0, not NaN.
-          const float base = new_max == -INFINITY ? 0.0f : new_max * score_mult;
-          const float alpha = Exp2(row_max[mt][half] * score_mult - base);
-          row_max[mt][half] = new_max;
+          float base;
+          const float alpha =
+              OnlineSoftmaxRescale(row_max[mt][half], tile_max, score_mult, base);
           float tile_sum = 0.0f;
 #pragma unroll
           for (int nt = 0; nt < C::kNTiles; ++nt)
@@ -818,11 +802,8 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1)
       }
       tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
       tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
-      const float new_max = fmaxf(row_max[half], tile_max);
-      // A row with nothing visible yet keeps max = -inf: subtract 0 so that exp2(-inf) = 0.
-      const float base = new_max == -INFINITY ? 0.0f : new_max * score_mult;
-      alpha[half] = Exp2(row_max[half] * score_mult - base);
-      row_max[half] = new_max;
+      float base;
+      alpha[half] = OnlineSoftmaxRescale(row_max[half], tile_max, score_mult, base);
       float tile_sum = 0.0f;
 #pragma unroll
       for (int nt = 0; nt < kNTiles; ++nt)

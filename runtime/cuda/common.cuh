@@ -82,6 +82,33 @@ struct MaxOp {
   __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
 };
 
+/// Two floats as bf16x2, `lo` in the low half (the lower column of a fragment pair).
+__device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+/// 2^x; 2^-inf = +0.
+__device__ __forceinline__ float Exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+/// One online-softmax step (flash attention, base 2) for a row whose new tile of scores has
+/// maximum `tile_max`: `running_max` becomes max(running_max, tile_max); `base` is set to the
+/// new max times `score_mult`, to subtract from each score * score_mult inside Exp2 (0 while
+/// nothing is visible and the max is -inf, so that exp2(-inf) = 0, not NaN); returns alpha,
+/// the factor for what was accumulated under the old max.
+__device__ __forceinline__ float OnlineSoftmaxRescale(float& running_max, float tile_max,
+                                                      float score_mult, float& base) {
+  const float new_max = fmaxf(running_max, tile_max);
+  base = new_max == -INFINITY ? 0.0f : new_max * score_mult;
+  const float alpha = Exp2(running_max * score_mult - base);
+  running_max = new_max;
+  return alpha;
+}
+
 /// Op over the warp's 32 lanes (butterfly); every lane gets it.
 template <typename Op>
 __device__ __forceinline__ float WarpReduce(float v) {
