@@ -107,17 +107,14 @@ m = re.search(r"warm median ([0-9.]+) ms", t)
 res["tessel"]["prefill_ms"] = float(m.group(1)) if m else None
 if os.path.exists(f"{out}/hf.txt"):
     for line in open(f"{out}/hf.txt"):
-        m = re.match(r"hf (eager|compile)( \(sdpa\))? batch (\d+): ([0-9.]+) ms/step", line)
+        # "hf ENGINE[ (sdpa)] batch B: X ms/step" or "hf ENGINE[ (sdpa)] prefill N: X ms".
+        # ENGINE_decode_bB_ms / ENGINE_prefill_ms: the faster of eager and SDPA attention;
+        # each is also kept (..._eager_attn_ms, ..._sdpa_ms).
+        m = re.match(r"hf (eager|compile)( \(sdpa\))? (batch|prefill) (\d+): ([0-9.]+) ms", line)
         if m:
-            # compile_decode_bB_ms: the faster of eager and SDPA attention (each also kept).
-            key = f"{m.group(1)}_decode_b{m.group(3)}_ms"
-            ms = float(m.group(4))
-            res["hf"][key.replace("_ms", "_sdpa_ms" if m.group(2) else "_eager_attn_ms")] = ms
-            res["hf"][key] = min(ms, res["hf"].get(key, ms))
-        m = re.match(r"hf (eager|compile)( \(sdpa\))? prefill (\d+): ([0-9.]+) ms", line)
-        if m:
-            key = f"{m.group(1)}_prefill_ms"
-            ms = float(m.group(4))
+            work = f"decode_b{m.group(4)}" if m.group(3) == "batch" else "prefill"
+            key = f"{m.group(1)}_{work}_ms"
+            ms = float(m.group(5))
             res["hf"][key.replace("_ms", "_sdpa_ms" if m.group(2) else "_eager_attn_ms")] = ms
             res["hf"][key] = min(ms, res["hf"].get(key, ms))
 json.dump(res, open(f"{out}/gpu_bench.json", "w"), indent=1)
