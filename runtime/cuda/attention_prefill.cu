@@ -57,6 +57,7 @@
 #include "absl/strings/str_cat.h"
 #include "runtime/cuda/cuda_status.h"
 #include "runtime/cuda/device_info.h"
+#include "runtime/cuda/hopper.cuh"
 
 namespace tessel::cuda {
 namespace {
@@ -92,10 +93,6 @@ struct PrefillConfig {
   static_assert((kBlockN * kChunksPerRow) % kThreads == 0, "K/V tile load is exact");
   static_assert((kRowsPerWarp * kChunksPerRow) % 32 == 0, "output store is exact");
 };
-
-__device__ __forceinline__ uint32_t SmemAddress(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
 
 template <int kPending>
 __device__ __forceinline__ void CpAsyncWait() {
@@ -527,33 +524,6 @@ struct WgmmaConfig {
 __device__ __forceinline__ uint32_t SwizzledOffset(int row, int col, uint32_t atom_bytes) {
   const int chunk = (col & 63) >> 3;
   return (col >> 6) * atom_bytes + row * 128 + ((chunk ^ (row & 7)) << 4) + (col & 7) * 2;
-}
-
-// wgmma shared-memory descriptor: 128-byte swizzle, start address, LBO and SBO in 16-byte
-// units (PTX ISA "Matrix Descriptor Format").
-__device__ __forceinline__ uint64_t WgmmaDescriptor(uint32_t address, uint32_t lbo, uint32_t sbo) {
-  return static_cast<uint64_t>((address & 0x3FFFF) >> 4) |
-         (static_cast<uint64_t>((lbo & 0x3FFFF) >> 4) << 16) |
-         (static_cast<uint64_t>((sbo & 0x3FFFF) >> 4) << 32) | (uint64_t{1} << 62);
-}
-
-__device__ __forceinline__ void WgmmaFence() {
-  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-}
-__device__ __forceinline__ void WgmmaCommit() {
-  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-}
-__device__ __forceinline__ void WgmmaWaitAll() {
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-}
-// Makes the compiler treat `x` as produced here: accumulators written asynchronously by
-// wgmma are read only after the wait.
-__device__ __forceinline__ void FenceOperand(float& x) { asm volatile("" : "+f"(x)::"memory"); }
-__device__ __forceinline__ void FenceOperand(uint32_t& x) {
-  asm volatile("" : "+r"(x)::"memory");
-}
-__device__ __forceinline__ void FenceProxyAsync() {
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
 // D (64 x 64 f32) += A (64 x 16 bf16) * B (16 x 64 bf16), both K-major in shared memory.

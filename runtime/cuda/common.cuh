@@ -59,6 +59,11 @@ __device__ __forceinline__ float FromFloat<float>(float x) { return x; }
 template <>
 __device__ __forceinline__ bf16 FromFloat<bf16>(float x) { return __float2bfloat16_rn(x); }
 
+/// The shared-memory (state space) address of a generic pointer into shared memory.
+__device__ __forceinline__ uint32_t SmemAddress(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
 /// Copies 16 bytes global -> shared without a register round trip (sm_80+); when `valid`
 /// is false the 16 shared bytes are zero-filled and global memory is not read.
 __device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool valid) {

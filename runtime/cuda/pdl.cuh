@@ -37,27 +37,48 @@ __device__ __forceinline__ void PdlLaunchDependents() {
 #endif
 }
 
-/// Launches kernel<<<grid, block, smem, stream>>>(args...) with the programmatic stream
-/// serialization attribute when PdlEnabled(family); the kernel must follow the contract above.
+/// Launches kernel<<<grid, block, smem, stream>>>(args...) in thread-block clusters of
+/// `cluster` CTAs along x (1: no clusters) and with the programmatic stream serialization
+/// attribute when PdlEnabled(family); the kernel must follow the contract above.
 template <typename... Params, typename... Args>
-cudaError_t LaunchDependent(PdlKernel family, void (*kernel)(Params...), dim3 grid, dim3 block,
-                            size_t smem, cudaStream_t stream, Args&&... args) {
-  cudaLaunchAttribute attribute[1];
-  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute[0].val.programmaticStreamSerializationAllowed = 1;
+cudaError_t LaunchDependentClusters(PdlKernel family, void (*kernel)(Params...), dim3 grid,
+                                    dim3 block, size_t smem, int cluster, cudaStream_t stream,
+                                    Args&&... args) {
+  cudaLaunchAttribute attribute[2];
+  unsigned attributes = 0;
+  if (PdlEnabled(family)) {
+    attribute[attributes].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute[attributes].val.programmaticStreamSerializationAllowed = 1;
+    ++attributes;
+  }
+  if (cluster > 1) {
+    attribute[attributes].id = cudaLaunchAttributeClusterDimension;
+    attribute[attributes].val.clusterDim.x = static_cast<unsigned>(cluster);
+    attribute[attributes].val.clusterDim.y = 1;
+    attribute[attributes].val.clusterDim.z = 1;
+    ++attributes;
+  }
   cudaLaunchConfig_t config = {};
   config.gridDim = grid;
   config.blockDim = block;
   config.dynamicSmemBytes = smem;
   config.stream = stream;
   config.attrs = attribute;
-  config.numAttrs = PdlEnabled(family) ? 1 : 0;
+  config.numAttrs = attributes;
   if (const int carveout = CarveoutPercent(family); carveout >= 0) {
     const cudaError_t error = cudaFuncSetAttribute(
         kernel, cudaFuncAttributePreferredSharedMemoryCarveout, carveout);
     if (error != cudaSuccess) return error;
   }
   return cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+}
+
+/// LaunchDependentClusters without clusters.
+template <typename... Params, typename... Args>
+cudaError_t LaunchDependent(PdlKernel family, void (*kernel)(Params...), dim3 grid, dim3 block,
+                            size_t smem, cudaStream_t stream, Args&&... args) {
+  return LaunchDependentClusters(family, kernel, grid, block, smem, 1, stream,
+                                 std::forward<Args>(args)...);
 }
 
 }  // namespace tessel::cuda
