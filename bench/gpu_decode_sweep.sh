@@ -12,7 +12,10 @@
 # launch; default all), TESSEL_PDL_LATE (families that signal their dependents at exit instead
 # of at start; default attention_decode), TESSEL_CARVEOUT (family=percent,...: preferred
 # shared-memory carveout; default the driver's choice), TESSEL_SKINNY_PRELOAD=0 (the skinny
-# GEMM's first weight loads after griddepcontrol.wait instead of before).
+# GEMM's first weight loads after griddepcontrol.wait instead of before),
+# TESSEL_SKINNY_KERNEL=registers|tma (one skinny GEMM kernel for every projection; default
+# per shape), TESSEL_SKINNY_TMA_SPLIT=1|2|4 (CTAs sharing a tile's k in the TMA kernel),
+# TESSEL_SKINNY_TMA_SMEM_KIB (its shared-memory ring, default 110).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 E2E=.gpu-build/e2e

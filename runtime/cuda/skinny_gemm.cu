@@ -21,10 +21,12 @@
 #include "runtime/cuda/skinny_gemm.cuh"
 
 #include <cstdlib>
+#include <string_view>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/cuda/cuda_status.h"
 #include "runtime/cuda/pdl.cuh"
+#include "runtime/cuda/skinny_gemm_tma.cuh"
 
 namespace tessel::cuda {
 namespace {
@@ -358,6 +360,26 @@ absl::Status Launch(const Params& p, int grid, int m, int occupancy, cudaStream_
   return absl::OkStatus();
 }
 
+// SkinnyKernel::kAuto resolved: TESSEL_SKINNY_KERNEL=registers|tma when set (tma only where
+// the GPU has it), else the register kernel (the TMA kernel is faster alone in bench_kernels
+// but not yet within the decode step: docs/performance.md, fifth round). An explicit kTma
+// stays kTma (and fails to launch without sm_90).
+SkinnyKernel ChooseKernel(const SkinnyGemmArgs& args) {
+  if (args.kernel != SkinnyKernel::kAuto) return args.kernel;
+  static const SkinnyKernel forced = [] {
+    const char* env = std::getenv("TESSEL_SKINNY_KERNEL");
+    if (env == nullptr) return SkinnyKernel::kAuto;
+    const std::string_view value(env);
+    return value == "tma"         ? SkinnyKernel::kTma
+           : value == "registers" ? SkinnyKernel::kRegisters
+                                  : SkinnyKernel::kAuto;
+  }();
+  if (forced == SkinnyKernel::kRegisters || !SkinnyGemmTmaAvailable()) {
+    return SkinnyKernel::kRegisters;
+  }
+  return forced == SkinnyKernel::kTma ? SkinnyKernel::kTma : SkinnyKernel::kRegisters;
+}
+
 }  // namespace
 
 bool SkinnyGemmSupports(int64_t m, int64_t k) {
@@ -392,6 +414,14 @@ absl::Status LaunchSkinnyGemm(const SkinnyGemmArgs& args, cudaStream_t stream) {
     return absl::InvalidArgumentError(absl::StrCat("skinny gemm: the RMSNorm prologue takes k <= ",
                                                    kSkinnyMaxNormK, ", not ", args.k));
   }
+  for (int i = 0; i < args.weights; ++i) {
+    if (args.n[i] <= 0 || args.n[i] > (int64_t{1} << 30) || args.w[i] == nullptr ||
+        args.out[i] == nullptr || !Aligned16(args.w[i])) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "skinny gemm: weight ", i, " has n = ", args.n[i], " or a null/unaligned pointer"));
+    }
+  }
+  if (ChooseKernel(args) == SkinnyKernel::kTma) return LaunchSkinnyGemmTma(args, stream);
   Params p = {};
   p.x = args.x;
   p.m = static_cast<int>(args.m);
@@ -410,11 +440,6 @@ absl::Status LaunchSkinnyGemm(const SkinnyGemmArgs& args, cudaStream_t stream) {
   for (int i = 0; i < kSkinnyMaxWeights; ++i) {
     p.tile_begin[i] = static_cast<int>(tiles);
     if (i >= args.weights) continue;
-    if (args.n[i] <= 0 || args.n[i] > (int64_t{1} << 30) || args.w[i] == nullptr ||
-        args.out[i] == nullptr || !Aligned16(args.w[i])) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "skinny gemm: weight ", i, " has n = ", args.n[i], " or a null/unaligned pointer"));
-    }
     p.w[i] = args.w[i];
     p.bias[i] = args.bias[i];
     p.n[i] = static_cast<int>(args.n[i]);

@@ -21,6 +21,14 @@ enum class SkinnyEpilogue {
   kSwiGlu,       // out_0 = silu(x W_0^T) * (x W_1^T): two weights (gate, up) of equal n
 };
 
+/// Which kernel computes the projection.
+enum class SkinnyKernel {
+  kAuto,       // the measured default for the GPU and shape; TESSEL_SKINNY_KERNEL=registers|tma
+               // overrides it (measurements)
+  kRegisters,  // loads in flight in registers, mma.sync (every GPU; skinny_gemm.cu)
+  kTma,        // TMA into a shared-memory ring, wgmma (sm_90 only; skinny_gemm_tma.cu)
+};
+
 inline constexpr int kSkinnyMaxRows = 16;
 /// Largest k of the RMSNorm prologue (its weight is staged in shared memory).
 inline constexpr int64_t kSkinnyMaxNormK = 8192;
@@ -46,7 +54,11 @@ struct SkinnyGemmArgs {
   // 1 / rms(row) after it — the normalized activations are never stored.
   const bf16* norm_weight = nullptr;
   float norm_eps = 0.0f;
-  int occupancy = 0;  // 0: the tuned default; 1 or 2: the variant sized for that many CTAs/SM
+  int occupancy = 0;  // kRegisters: 0 the tuned default; 1 or 2 the variant for that many CTAs/SM
+  SkinnyKernel kernel = SkinnyKernel::kAuto;
+  // kTma: CTAs (a thread-block cluster) sharing the k of each 64-row tile, 1, 2 or 4; 0: the
+  // default (more for projections with few tiles).
+  int split = 0;
 };
 
 /// True for the shapes the kernel takes: 1 <= m <= kSkinnyMaxRows, k a positive multiple

@@ -30,6 +30,7 @@
 #include "runtime/cuda/moe.cuh"
 #include "runtime/cuda/rms_norm.cuh"
 #include "runtime/cuda/skinny_gemm.cuh"
+#include "runtime/cuda/skinny_gemm_tma.cuh"
 #include "runtime/cuda/swiglu.cuh"
 
 namespace tessel::cuda {
@@ -491,7 +492,10 @@ int Main() {
       const double bytes = 2.0 * (weight_elems + m * s.k) +
                            m * out_elems * (s.f32 ? 4.0 : 2.0) *
                                (s.epilogue == SkinnyEpilogue::kAddResidual ? 2.0 : 1.0);
-      for (int occupancy : {1, 2}) {
+      // The register kernel at 1 and 2 CTAs/SM; TMA (sm_90) with k split over 1, 2, 4 CTAs.
+      for (int variant : {1, 2, 3, 4, 5}) {
+        if (variant >= 3 && !SkinnyGemmTmaAvailable()) continue;
+        const int occupancy = variant < 3 ? variant : 0;
         const double us = TimeUs(copies, [&](int i) {
           SkinnyGemmArgs args;
           args.x = x;
@@ -507,11 +511,15 @@ int Main() {
           args.residual = static_cast<const bf16*>(outs[0]);
           args.out_f32 = s.f32;
           args.occupancy = occupancy;
+          args.kernel = variant >= 3 ? SkinnyKernel::kTma : SkinnyKernel::kRegisters;
+          args.split = variant >= 3 ? 1 << (variant - 3) : 0;
           args.norm_weight = norm_weight;
           args.norm_eps = 1e-5f;
           CHECK_OK(LaunchSkinnyGemm(args, g_stream));
         });
-        rows.push_back({absl::StrCat("skinny_gemm occ", occupancy), shape, us, bytes,
+        rows.push_back({variant >= 3 ? absl::StrCat("skinny_gemm tma split", 1 << (variant - 3))
+                                     : absl::StrCat("skinny_gemm occ", occupancy),
+                        shape, us, bytes,
                         2.0 * m * weight_elems});
       }
       if (s.n.size() == 1 && s.epilogue == SkinnyEpilogue::kStore) {

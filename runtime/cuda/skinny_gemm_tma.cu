@@ -1,0 +1,529 @@
+// Skinny GEMM on Hopper: the weights stream through a TMA ring in shared memory into wgmma.
+// SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+//
+// The register kernel (skinny_gemm.cu) keeps its loads in flight in registers and re-reads
+// x through L1 for every 16 weight rows: at 16 rows of x, x costs as many load instructions
+// per tile as the weights. Here nothing is loaded through registers:
+// - A CTA owns 64 weight rows (the M of wgmma.m64nNk16; with SwiGLU 64 rows of gate and of
+//   up). x is the wgmma B operand: N = 8 (m <= 8) or 16 (m <= 16) rows, K-major like W.
+// - One producer thread issues TMA copies of 64 x 64 weight boxes and 64-wide x boxes (both
+//   in the 128-byte swizzle wgmma reads) into a ring of stages of 128 k each, completing on
+//   the stage's "full" mbarrier; the four consumer warps (one warpgroup) wait on it, run the
+//   wgmmas of the stage, and release it on its "empty" mbarrier. The ring (5 stages of 20
+//   KiB, 3 of 36 KiB with SwiGLU) keeps ~100 KiB per CTA in flight, two CTAs per SM.
+// - PDL: the weight boxes of the first stages are issued before griddepcontrol.wait (no
+//   kernel writes weights), x's after it.
+// - RMSNorm prologue: the consumers read each landed x box, sum the squares of its rows
+//   (f32), write back bf16(x * weight) and fence it to the async proxy before the wgmmas;
+//   the dot products are multiplied by 1 / rms(row) in the epilogue (as the register kernel).
+// Rows past n and columns past m are zero-filled by TMA and never stored.
+#include "runtime/cuda/skinny_gemm_tma.cuh"
+
+#include <cuda.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/base/status.h"
+#include "runtime/cuda/cuda_status.h"
+#include "runtime/cuda/device_info.h"
+#include "runtime/cuda/hopper.cuh"
+#include "runtime/cuda/pdl.cuh"
+
+namespace tessel::cuda {
+namespace {
+
+constexpr int kTileRows = 64;       // weight rows per CTA (wgmma M)
+constexpr int kAtomK = 64;          // k per 128-byte swizzle atom (one TMA box)
+constexpr int kConsumers = 128;     // one warpgroup
+constexpr int kThreads = kConsumers + 32;  // + the producer warp
+constexpr uint32_t kWAtomBytes = kTileRows * 128;
+constexpr int kDefaultSmemKiB = 110;  // two CTAs per SM
+constexpr int kMaxSmemKiB = 200;  // dynamic; the static and reserved bytes come on top
+
+// kAtoms: 64-wide k atoms per ring stage (1 or 2).
+template <int kMats, int kN, int kAtoms>
+struct Layout {
+  static constexpr int kAtomsPerStage = kAtoms;
+  static constexpr uint32_t kXAtomBytes = kN * 128;
+  static constexpr uint32_t kStageBytes = kAtoms * (kMats * kWAtomBytes + kXAtomBytes);
+};
+
+struct TmaParams {
+  CUtensorMap w_map[kSkinnyMaxWeights];
+  CUtensorMap x_map;
+  const bf16* bias[kSkinnyMaxWeights];
+  void* out[kSkinnyMaxWeights];
+  int n[kSkinnyMaxWeights];
+  int tile_begin[kSkinnyMaxWeights + 1];  // first CTA of each weight; [weights] = grid size
+  const bf16* residual;
+  const bf16* norm_weight;
+  float norm_eps;
+  int m, k;
+  int stages;  // ring depth
+  uint32_t ring_bytes;  // stages * stage bytes, or the split's partial sums when larger
+  int split;   // CTAs (one cluster) sharing each tile's k; 1: no clusters
+  int out_f32;
+  SkinnyEpilogue epilogue;
+};
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+__device__ __forceinline__ float SiluF(float g) { return g / (1.0f + __expf(-g)); }
+
+__device__ __forceinline__ void NamedBarrierSync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+__device__ __forceinline__ uint4 LoadSharedV4(uint32_t address) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "r"(address));
+  return v;
+}
+__device__ __forceinline__ void StoreSharedV4(uint32_t address, const uint4& v) {
+  asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" ::"r"(address), "r"(v.x), "r"(v.y),
+               "r"(v.z), "r"(v.w)
+               : "memory");
+}
+
+// D (64 x kN f32) += A (64 x 16 bf16) * B (16 x kN bf16), both K-major in shared memory.
+template <int kN>
+__device__ __forceinline__ void WgmmaSS(float (&d)[kN / 2], uint64_t desc_a, uint64_t desc_b);
+template <>
+__device__ __forceinline__ void WgmmaSS<8>(float (&d)[4], uint64_t desc_a, uint64_t desc_b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %6, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 {%0, %1, %2, %3}, %4, %5, p, 1, 1, 0, "
+      "0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "l"(desc_a), "l"(desc_b), "n"(1));
+}
+template <>
+__device__ __forceinline__ void WgmmaSS<16>(float (&d)[8], uint64_t desc_a, uint64_t desc_b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7}, "
+      "%8, %9, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+        "+f"(d[7])
+      : "l"(desc_a), "l"(desc_b), "n"(1));
+}
+
+// The wgmmas of one stage (kAtoms 64-wide atoms of a ring stage of kStageAtoms), issued,
+// committed and waited for.
+template <int kMats, int kN, int kStageAtoms, int kAtoms>
+__device__ __forceinline__ void StageMma(float (&acc)[kMats][kN / 2], uint32_t w_stage,
+                                         uint32_t x_stage) {
+  using L = Layout<kMats, kN, kStageAtoms>;
+  WgmmaFence();
+#pragma unroll
+  for (int a = 0; a < kAtoms; ++a) {
+#pragma unroll
+    for (int kk = 0; kk < kAtomK / 16; ++kk) {
+      const uint64_t desc_x =
+          WgmmaDescriptor(x_stage + a * L::kXAtomBytes + 32 * kk, 16, 1024);
+#pragma unroll
+      for (int mat = 0; mat < kMats; ++mat) {
+        const uint64_t desc_w =
+            WgmmaDescriptor(w_stage + (mat * kStageAtoms + a) * kWAtomBytes + 32 * kk, 16, 1024);
+        WgmmaSS<kN>(acc[mat], desc_w, desc_x);
+      }
+    }
+  }
+  WgmmaCommit();
+  WgmmaWaitAll();
+#pragma unroll
+  for (int mat = 0; mat < kMats; ++mat)
+#pragma unroll
+    for (int i = 0; i < kN / 2; ++i) FenceOperand(acc[mat][i]);
+}
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+
+// kMats: 1, or 2 (gate and up: SwiGLU). kN: 8 (m <= 8) or 16. kAtoms: k atoms per stage.
+// kNorm: the RMSNorm prologue.
+template <int kMats, int kN, int kAtoms, bool kNorm>
+__global__ void __launch_bounds__(kThreads, 1) SkinnyTmaKernel(const __grid_constant__ TmaParams p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using L = Layout<kMats, kN, kAtoms>;
+  constexpr int kAtomsPerStage = kAtoms;
+  constexpr int kRegs = kMats * kN / 2;  // accumulators per consumer thread
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const uint32_t base = (SmemAddress(smem_raw) + 1023) & ~1023u;
+  const int stages = p.stages, split = p.split;
+  // The ring: [stages] stages of L::kStageBytes (p.ring_bytes, at least the partials below),
+  // then [stages] "full" mbarriers and [stages] "empty" ones.
+  const uint32_t full_bar = base + p.ring_bytes;
+  const uint32_t empty_bar = full_bar + 8 * stages;
+  // Split k (clusters): once every CTA of the cluster is done with its ring, the leader's
+  // ring receives the other CTAs' partial sums, [split - 1][kRegs][kConsumers] f32, then
+  // their sums of squares [split - 1][kN].
+  const uint32_t partials = base;
+  const uint32_t partial_squares = partials + (split - 1) * kRegs * kConsumers * 4;
+  __shared__ float row_squares[kN];  // kNorm
+
+  const int rank = split > 1 ? static_cast<int>(ClusterCtaRank()) : 0;
+  const int tile = blockIdx.x / split;
+  int seg = 0;
+  if constexpr (kMats == 1) {
+    while (seg + 1 < kSkinnyMaxWeights && tile >= p.tile_begin[seg + 1]) ++seg;
+  }
+  const int row0 = (tile - p.tile_begin[seg]) * kTileRows;
+  const int atoms = p.k / kAtomK;
+  const int all_stages = (atoms + kAtomsPerStage - 1) / kAtomsPerStage;
+  // This CTA's share of the k stages: [stage0, stage0 + k_stages).
+  const int stage0 = rank * all_stages / split;
+  const int k_stages = (rank + 1) * all_stages / split - stage0;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  // Local stage i is global stage stage0 + i, in ring slot i % stages.
+  auto stage_atoms = [&](int i) {
+    return min(kAtomsPerStage, atoms - kAtomsPerStage * (stage0 + i));
+  };
+  auto w_stage = [&](int slot) { return base + slot * L::kStageBytes; };
+  auto x_stage = [&](int slot) {
+    return base + slot * L::kStageBytes + kAtomsPerStage * kMats * kWAtomBytes;
+  };
+
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < stages; ++s) {
+      MbarrierInit(full_bar + 8 * s, 1);
+      MbarrierInit(empty_bar + 8 * s, kConsumers / 32);
+    }
+    MbarrierInitFence();
+  }
+  __syncthreads();
+  PdlLaunchDependents();
+
+  if (warp == kConsumers / 32) {  // the producer
+    if (lane == 0) {
+      const uint64_t evict_first = CreatePolicyEvictFirst();
+      auto issue_weights = [&](int i) {
+        const int slot = i % stages, n_atoms = stage_atoms(i);
+        MbarrierArriveExpectTx(full_bar + 8 * slot,
+                               n_atoms * (kMats * kWAtomBytes + L::kXAtomBytes));
+        for (int a = 0; a < n_atoms; ++a)
+          for (int mat = 0; mat < kMats; ++mat)
+            TmaLoad2dHint(w_stage(slot) + (mat * kAtomsPerStage + a) * kWAtomBytes,
+                          &p.w_map[seg + mat], full_bar + 8 * slot,
+                          (kAtomsPerStage * (stage0 + i) + a) * kAtomK, row0, evict_first);
+      };
+      auto issue_x = [&](int i) {
+        const int slot = i % stages, n_atoms = stage_atoms(i);
+        for (int a = 0; a < n_atoms; ++a)
+          TmaLoad2d(x_stage(slot) + a * L::kXAtomBytes, &p.x_map, full_bar + 8 * slot,
+                    (kAtomsPerStage * (stage0 + i) + a) * kAtomK, 0);
+      };
+      const int first = min(stages, k_stages);
+      for (int i = 0; i < first; ++i) issue_weights(i);
+      PdlWait();  // x is the previous kernel's output
+      for (int i = 0; i < first; ++i) issue_x(i);
+      for (int i = first; i < k_stages; ++i) {
+        MbarrierWait(empty_bar + 8 * (i % stages), ((i / stages) - 1) & 1);
+        issue_weights(i);
+        issue_x(i);
+      }
+    }
+    if (split > 1) {  // every thread of the cluster takes part in both
+      ClusterSync();
+      ClusterSync();
+    }
+    return;
+  }
+
+  // The consumer warpgroup.
+  PdlWait();  // the residual and the outputs (an earlier kernel may still read them)
+  float acc[kMats][kN / 2];
+#pragma unroll
+  for (int mat = 0; mat < kMats; ++mat)
+#pragma unroll
+    for (int i = 0; i < kN / 2; ++i) acc[mat][i] = 0.0f;
+  // RMSNorm prologue: thread i works on x row i / kPerRow, 16-byte chunks i % kPerRow + j kPerRow
+  // of the stage; its norm weights are loaded before the stage's wait.
+  constexpr int kPerRow = kConsumers / kN;
+  constexpr int kNormChunks = (kAtomsPerStage * 8 + kPerRow - 1) / kPerRow;
+  const int norm_row = threadIdx.x / kPerRow, norm_sub = threadIdx.x % kPerRow;
+  float squares = 0.0f;
+
+  for (int i = 0; i < k_stages; ++i) {
+    const int slot = i % stages, n_atoms = stage_atoms(i);
+    uint4 norm_w[kNormChunks];
+    if constexpr (kNorm) {
+#pragma unroll
+      for (int j = 0; j < kNormChunks; ++j) {
+        const int chunk = norm_sub + kPerRow * j;
+        if (chunk < n_atoms * 8) {
+          norm_w[j] = __ldg(reinterpret_cast<const uint4*>(
+              p.norm_weight + kAtomsPerStage * (stage0 + i) * kAtomK + 8 * chunk));
+        }
+      }
+    }
+    MbarrierWait(full_bar + 8 * slot, (i / stages) & 1);
+    if constexpr (kNorm) {
+#pragma unroll
+      for (int j = 0; j < kNormChunks; ++j) {
+        const int chunk = norm_sub + kPerRow * j;
+        if (chunk >= n_atoms * 8) continue;
+        const int a = chunk >> 3, c = chunk & 7;
+        const uint32_t address =
+            x_stage(slot) + a * L::kXAtomBytes + norm_row * 128 + ((c ^ (norm_row & 7)) << 4);
+        uint4 v = LoadSharedV4(address);
+        __nv_bfloat162* xs = reinterpret_cast<__nv_bfloat162*>(&v);
+        const __nv_bfloat162* ws = reinterpret_cast<const __nv_bfloat162*>(&norm_w[j]);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float2 f = __bfloat1622float2(xs[e]);
+          squares = fmaf(f.x, f.x, fmaf(f.y, f.y, squares));
+          xs[e] = __hmul2(xs[e], ws[e]);
+        }
+        StoreSharedV4(address, v);
+      }
+      FenceProxyAsync();
+      NamedBarrierSync(1, kConsumers);
+    }
+    if (n_atoms == kAtomsPerStage) {
+      StageMma<kMats, kN, kAtoms, kAtoms>(acc, w_stage(slot), x_stage(slot));
+    } else {
+      StageMma<kMats, kN, kAtoms, 1>(acc, w_stage(slot), x_stage(slot));
+    }
+    if (lane == 0) MbarrierArrive(empty_bar + 8 * slot);
+  }
+
+  if constexpr (kNorm) {
+#pragma unroll
+    for (int o = kPerRow / 2; o > 0; o >>= 1) squares += __shfl_xor_sync(0xffffffffu, squares, o);
+  }
+  if (split > 1) {
+    // The other CTAs of the cluster hand their partial sums to the leader (rank 0), which
+    // adds them in rank order (deterministic) and alone runs the epilogue.
+    ClusterSync();  // every ring of the cluster is consumed (the leader's receives)
+    if (rank != 0) {
+      const uint32_t mine = partials + (rank - 1) * kRegs * kConsumers * 4 + threadIdx.x * 4;
+#pragma unroll
+      for (int mat = 0; mat < kMats; ++mat)
+#pragma unroll
+        for (int r = 0; r < kN / 2; ++r) {
+          StoreSharedCluster(MapaShared(mine + (mat * kN / 2 + r) * kConsumers * 4, 0),
+                             acc[mat][r]);
+        }
+      if (kNorm && norm_sub == 0) {
+        StoreSharedCluster(
+            MapaShared(partial_squares + ((rank - 1) * kN + norm_row) * 4, 0), squares);
+      }
+    }
+    ClusterSync();
+    if (rank != 0) return;
+    const float* landed = reinterpret_cast<const float*>(smem_raw + (partials - SmemAddress(smem_raw)));
+    for (int peer = 0; peer < split - 1; ++peer) {
+#pragma unroll
+      for (int mat = 0; mat < kMats; ++mat)
+#pragma unroll
+        for (int r = 0; r < kN / 2; ++r) {
+          acc[mat][r] += landed[(peer * kRegs + mat * kN / 2 + r) * kConsumers + threadIdx.x];
+        }
+      if (kNorm && norm_sub == 0) {
+        squares += landed[(split - 1) * kRegs * kConsumers + peer * kN + norm_row];
+      }
+    }
+  }
+  if constexpr (kNorm) {
+    if (norm_sub == 0) row_squares[norm_row] = squares;
+    NamedBarrierSync(1, kConsumers);
+  }
+
+  // Accumulator (wgmma D) layout: warp w, g = lane / 4, t = lane % 4; element 4 j + e is
+  // (weight row 16 w + g + 8 (e / 2), x row 8 j + 2 t + e % 2).
+  const int g = lane >> 2, t = lane & 3;
+  const int n = p.n[seg];
+#pragma unroll
+  for (int j = 0; j < kN / 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int feature = row0 + 16 * warp + g + 8 * (e >> 1);
+      const int col = 8 * j + 2 * t + (e & 1);
+      if (col >= p.m || feature >= n) continue;
+      float inv_rms = 1.0f;
+      if constexpr (kNorm) {
+        inv_rms = rsqrtf(row_squares[col] / static_cast<float>(p.k) + p.norm_eps);
+      }
+      float v[kMats];
+#pragma unroll
+      for (int mat = 0; mat < kMats; ++mat) {
+        float s = acc[mat][4 * j + e] * inv_rms;
+        if (p.bias[seg + mat] != nullptr) s += __bfloat162float(p.bias[seg + mat][feature]);
+        v[mat] = s;
+      }
+      const int64_t o = static_cast<int64_t>(col) * n + feature;
+      float result = v[0];
+      if constexpr (kMats == 2) {
+        result = SiluF(v[0]) * v[1];
+      } else if (p.epilogue == SkinnyEpilogue::kAddResidual) {
+        result += __bfloat162float(p.residual[o]);
+      }
+      if (p.out_f32) {
+        static_cast<float*>(p.out[seg])[o] = result;
+      } else {
+        static_cast<bf16*>(p.out[seg])[o] = __float2bfloat16_rn(result);
+      }
+    }
+  }
+#else
+  __trap();  // TMA and wgmma exist only in sm_90a machine code (LaunchSkinnyGemmTma checks)
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+}
+
+using EncodeTiledFn = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*,
+                                   const cuuint64_t*, const cuuint64_t*, const cuuint32_t*,
+                                   const cuuint32_t*, CUtensorMapInterleave, CUtensorMapSwizzle,
+                                   CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+
+absl::StatusOr<EncodeTiledFn> EncodeTiled() {
+  static const absl::StatusOr<EncodeTiledFn> fn = []() -> absl::StatusOr<EncodeTiledFn> {
+    void* pointer = nullptr;
+    cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
+    const cudaError_t error = cudaGetDriverEntryPointByVersion(
+        "cuTensorMapEncodeTiled", &pointer, 12000, cudaEnableDefault, &found);
+    if (error != cudaSuccess || found != cudaDriverEntryPointSuccess || pointer == nullptr) {
+      cudaGetLastError();
+      return absl::FailedPreconditionError(absl::StrCat(
+          "skinny gemm: the CUDA driver API entry point cuTensorMapEncodeTiled is not available (",
+          cudaGetErrorString(error), ")"));
+    }
+    return reinterpret_cast<EncodeTiledFn>(pointer);
+  }();
+  return fn;
+}
+
+// A [rows, k] bf16 row-major tensor read in boxes of 64 k x box_rows, 128-byte swizzle.
+absl::Status EncodeMap(EncodeTiledFn encode, CUtensorMap* map, const bf16* base, int64_t rows,
+                       int64_t k, int box_rows, const std::string& what) {
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(k), static_cast<cuuint64_t>(rows)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(k) * sizeof(bf16)};
+  const cuuint32_t box[2] = {kAtomK, static_cast<cuuint32_t>(box_rows)};
+  const cuuint32_t element_strides[2] = {1, 1};
+  const CUresult result =
+      encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<bf16*>(base), dims, strides,
+             box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+             CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (result != CUDA_SUCCESS) {
+    return absl::InvalidArgumentError(absl::StrCat("skinny gemm: cannot describe ", what, " [",
+                                                   rows, ", ", k, "] to TMA (CUDA driver error ",
+                                                   static_cast<int>(result), ")"));
+  }
+  return absl::OkStatus();
+}
+
+int SmemBudgetBytes() {
+  static const int bytes = [] {
+    const char* env = std::getenv("TESSEL_SKINNY_TMA_SMEM_KIB");
+    const int kib = env != nullptr ? std::atoi(env) : 0;
+    return (kib > 0 ? std::min(kib, kMaxSmemKiB) : kDefaultSmemKiB) * 1024;
+  }();
+  return bytes;
+}
+
+// Split k: TESSEL_SKINNY_TMA_SPLIT=1|2|4 (measurements) or the caller's, else the default.
+int ChooseSplit(int requested, int64_t tiles) {
+  static const int forced = [] {
+    const char* env = std::getenv("TESSEL_SKINNY_TMA_SPLIT");
+    const int split = env != nullptr ? std::atoi(env) : 0;
+    return split == 1 || split == 2 || split == 4 ? split : 0;
+  }();
+  if (forced != 0) return forced;
+  if (requested != 0) return requested;
+  // bench_kernels (H100): 64-96 tiles (o_proj, down, q/k/v) fastest at 2 (1 leaves SMs idle,
+  // 4 loses: 17.7 vs 14.4 us for o_proj at m = 16); gate/up and lm_head at 4 (81.5 vs 83.5
+  // us for gate/up+norm at m = 16; lm_head within 1%).
+  return tiles < 120 ? 2 : 4;
+}
+
+// k atoms per ring stage: TESSEL_SKINNY_TMA_ATOMS=1|2 (measurements), else the default.
+int StageAtoms() {
+  static const int atoms = [] {
+    const char* env = std::getenv("TESSEL_SKINNY_TMA_ATOMS");
+    return env != nullptr && env[0] == '1' ? 1 : 2;
+  }();
+  return atoms;
+}
+
+template <int kMats, int kN, int kAtoms, bool kNorm>
+absl::Status LaunchVariant(TmaParams& p, int64_t tiles, int split, cudaStream_t stream) {
+  using L = Layout<kMats, kN, kAtoms>;
+  const int all_stages = (p.k / kAtomK + kAtoms - 1) / kAtoms;
+  split = std::min(split, all_stages);
+  const int cta_stages = (all_stages + split - 1) / split;
+  const uint32_t partials = (split - 1) * (kMats * kN / 2 * kConsumers + kN) * 4;
+  const int fit = static_cast<int>((SmemBudgetBytes() - 1024) / (L::kStageBytes + 16));
+  p.stages = std::max(1, std::min(fit, cta_stages));
+  p.split = split;
+  p.ring_bytes = std::max(p.stages * L::kStageBytes, partials);
+  const size_t smem = 1024 + p.ring_bytes + 16 * static_cast<size_t>(p.stages);
+  auto* kernel = SkinnyTmaKernel<kMats, kN, kAtoms, kNorm>;
+  static const cudaError_t attribute =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxSmemKiB * 1024);
+  TESSEL_CUDA_RETURN_IF_ERROR(attribute);
+  const cudaError_t launch_of_SkinnyTmaKernel = LaunchDependentClusters(
+      PdlKernel::kSkinnyGemm, kernel, static_cast<unsigned>(tiles * split), kThreads, smem, split,
+      stream, p);
+  TESSEL_CUDA_RETURN_IF_ERROR(launch_of_SkinnyTmaKernel);
+  return absl::OkStatus();
+}
+
+template <int kMats, int kN, int kAtoms>
+absl::Status LaunchNorm(TmaParams& p, int64_t tiles, int split, cudaStream_t stream) {
+  return p.norm_weight != nullptr
+             ? LaunchVariant<kMats, kN, kAtoms, true>(p, tiles, split, stream)
+             : LaunchVariant<kMats, kN, kAtoms, false>(p, tiles, split, stream);
+}
+
+template <int kMats, int kN>
+absl::Status LaunchAtoms(TmaParams& p, int64_t tiles, int split, cudaStream_t stream) {
+  return StageAtoms() == 2 ? LaunchNorm<kMats, kN, 2>(p, tiles, split, stream)
+                           : LaunchNorm<kMats, kN, 1>(p, tiles, split, stream);
+}
+
+}  // namespace
+
+bool SkinnyGemmTmaAvailable() { return DeviceIsSm90(); }
+
+absl::Status LaunchSkinnyGemmTma(const SkinnyGemmArgs& args, cudaStream_t stream) {
+  if (!SkinnyGemmTmaAvailable()) {
+    return absl::FailedPreconditionError("skinny gemm: the TMA kernel needs an sm_90 GPU");
+  }
+  absl::StatusOr<EncodeTiledFn> encode = EncodeTiled();
+  if (!encode.ok()) return encode.status();
+  const bool swiglu = args.epilogue == SkinnyEpilogue::kSwiGlu;
+  const int kn = args.m <= 8 ? 8 : 16;
+  TmaParams p = {};
+  TESSEL_RETURN_IF_ERROR(EncodeMap(*encode, &p.x_map, args.x, args.m, args.k, kn, "x"));
+  p.m = static_cast<int>(args.m);
+  p.k = static_cast<int>(args.k);
+  p.residual = args.residual;
+  p.norm_weight = args.norm_weight;
+  p.norm_eps = args.norm_eps;
+  p.out_f32 = args.out_f32 ? 1 : 0;
+  p.epilogue = args.epilogue;
+  int64_t tiles = 0;
+  for (int i = 0; i < kSkinnyMaxWeights; ++i) {
+    p.tile_begin[i] = static_cast<int>(tiles);
+    if (i >= args.weights) continue;
+    TESSEL_RETURN_IF_ERROR(EncodeMap(*encode, &p.w_map[i], args.w[i], args.n[i], args.k,
+                                     kTileRows, absl::StrCat("weight ", i)));
+    p.bias[i] = args.bias[i];
+    p.n[i] = static_cast<int>(args.n[i]);
+    p.out[i] = args.out[i];
+    if (!swiglu || i == 0) tiles += CeilDiv(args.n[i], kTileRows);
+  }
+  p.tile_begin[kSkinnyMaxWeights] = static_cast<int>(tiles);
+  if (tiles * 4 > (int64_t{1} << 31) - 1) return absl::InvalidArgumentError("skinny gemm: too many rows");
+  const int split = ChooseSplit(args.split, tiles);
+  if (swiglu) {
+    return kn == 8 ? LaunchAtoms<2, 8>(p, tiles, split, stream)
+                   : LaunchAtoms<2, 16>(p, tiles, split, stream);
+  }
+  return kn == 8 ? LaunchAtoms<1, 8>(p, tiles, split, stream)
+                 : LaunchAtoms<1, 16>(p, tiles, split, stream);
+}
+
+}  // namespace tessel::cuda
