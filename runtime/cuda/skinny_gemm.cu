@@ -361,9 +361,12 @@ absl::Status Launch(const Params& p, int grid, int m, int occupancy, cudaStream_
 }
 
 // SkinnyKernel::kAuto resolved: TESSEL_SKINNY_KERNEL=registers|tma when set (tma only where
-// the GPU has it), else the register kernel (the TMA kernel is faster alone in bench_kernels
-// but not yet within the decode step: docs/performance.md, fifth round). An explicit kTma
-// stays kTma (and fails to launch without sm_90).
+// the GPU has it), else the TMA kernel for more than 8 rows on sm_90, the register kernel
+// otherwise. Measured on the H100 (docs/performance.md, fifth round): alone, the TMA kernel
+// wins at 16 rows by 1-8 us per projection and at one row for the large ones, but within
+// the decode step (PDL) only its 16-row use gains (b16 6.00 vs 6.07 ms; b1 5.61 vs 5.53 ms
+// with it on q/k/v, gate/up and lm_head). An explicit kTma stays kTma (and fails to launch
+// without sm_90).
 SkinnyKernel ChooseKernel(const SkinnyGemmArgs& args) {
   if (args.kernel != SkinnyKernel::kAuto) return args.kernel;
   static const SkinnyKernel forced = [] {
@@ -377,7 +380,8 @@ SkinnyKernel ChooseKernel(const SkinnyGemmArgs& args) {
   if (forced == SkinnyKernel::kRegisters || !SkinnyGemmTmaAvailable()) {
     return SkinnyKernel::kRegisters;
   }
-  return forced == SkinnyKernel::kTma ? SkinnyKernel::kTma : SkinnyKernel::kRegisters;
+  return forced == SkinnyKernel::kTma || args.m > 8 ? SkinnyKernel::kTma
+                                                    : SkinnyKernel::kRegisters;
 }
 
 }  // namespace

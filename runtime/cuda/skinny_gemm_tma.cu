@@ -4,13 +4,20 @@
 // The register kernel (skinny_gemm.cu) keeps its loads in flight in registers and re-reads
 // x through L1 for every 16 weight rows: at 16 rows of x, x costs as many load instructions
 // per tile as the weights. Here nothing is loaded through registers:
-// - A CTA owns 64 weight rows (the M of wgmma.m64nNk16; with SwiGLU 64 rows of gate and of
+// - A tile is 64 weight rows (the M of wgmma.m64nNk16; with SwiGLU 64 rows of gate and of
 //   up). x is the wgmma B operand: N = 8 (m <= 8) or 16 (m <= 16) rows, K-major like W.
+// - A CTA takes one tile and one of `split` equal parts of k; the split CTAs of a tile form a
+//   thread-block cluster, and the others hand their partial sums to the first through
+//   distributed shared memory, which adds them in rank order (deterministic) and runs the
+//   epilogue. Split 2 for projections of under 120 tiles (o_proj, down, q/k/v of an 8B
+//   model: 64-96 tiles would leave SMs idle), 4 above (gate/up, lm_head).
 // - One producer thread issues TMA copies of 64 x 64 weight boxes and 64-wide x boxes (both
 //   in the 128-byte swizzle wgmma reads) into a ring of stages of 128 k each, completing on
 //   the stage's "full" mbarrier; the four consumer warps (one warpgroup) wait on it, run the
-//   wgmmas of the stage, and release it on its "empty" mbarrier. The ring (5 stages of 20
-//   KiB, 3 of 36 KiB with SwiGLU) keeps ~100 KiB per CTA in flight, two CTAs per SM.
+//   wgmmas of the stage, and release it on its "empty" mbarrier. The ring takes what a 100
+//   KiB budget per CTA leaves (4 stages of 20 KiB, 2 of 36 KiB with SwiGLU): two CTAs per
+//   SM. Larger and smaller rings, one-atom stages and 4-way splits everywhere all measured
+//   slower within the decode step (docs/performance.md, fifth round).
 // - PDL: the weight boxes of the first stages are issued before griddepcontrol.wait (no
 //   kernel writes weights), x's after it.
 // - RMSNorm prologue: the consumers read each landed x box, sum the squares of its rows
@@ -22,7 +29,9 @@
 #include <cuda.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
+#include <utility>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -40,15 +49,17 @@ constexpr int kAtomK = 64;          // k per 128-byte swizzle atom (one TMA box)
 constexpr int kConsumers = 128;     // one warpgroup
 constexpr int kThreads = kConsumers + 32;  // + the producer warp
 constexpr uint32_t kWAtomBytes = kTileRows * 128;
-constexpr int kDefaultSmemKiB = 110;  // two CTAs per SM
+constexpr int kDefaultSmemKiB = 100;  // two CTAs per SM (110 measured slower at b16)
 constexpr int kMaxSmemKiB = 200;  // dynamic; the static and reserved bytes come on top
 
-// kAtoms: 64-wide k atoms per ring stage (1 or 2).
-template <int kMats, int kN, int kAtoms>
+// Two 64-wide k atoms per ring stage (one measured slower: 7.1 vs 6.3 ms per b16 step, the
+// per-stage handshake dominating).
+constexpr int kAtomsPerStage = 2;
+
+template <int kMats, int kN>
 struct Layout {
-  static constexpr int kAtomsPerStage = kAtoms;
   static constexpr uint32_t kXAtomBytes = kN * 128;
-  static constexpr uint32_t kStageBytes = kAtoms * (kMats * kWAtomBytes + kXAtomBytes);
+  static constexpr uint32_t kStageBytes = kAtomsPerStage * (kMats * kWAtomBytes + kXAtomBytes);
 };
 
 struct TmaParams {
@@ -63,7 +74,6 @@ struct TmaParams {
   float norm_eps;
   int m, k;
   int stages;  // ring depth
-  uint32_t ring_bytes;  // stages * stage bytes, or the split's partial sums when larger
   int split;   // CTAs (one cluster) sharing each tile's k; 1: no clusters
   int out_f32;
   SkinnyEpilogue epilogue;
@@ -112,12 +122,12 @@ __device__ __forceinline__ void WgmmaSS<16>(float (&d)[8], uint64_t desc_a, uint
       : "l"(desc_a), "l"(desc_b), "n"(1));
 }
 
-// The wgmmas of one stage (kAtoms 64-wide atoms of a ring stage of kStageAtoms), issued,
+// The wgmmas of one stage (its first kAtoms atoms: fewer at the end of k), issued,
 // committed and waited for.
-template <int kMats, int kN, int kStageAtoms, int kAtoms>
+template <int kMats, int kN, int kAtoms>
 __device__ __forceinline__ void StageMma(float (&acc)[kMats][kN / 2], uint32_t w_stage,
                                          uint32_t x_stage) {
-  using L = Layout<kMats, kN, kStageAtoms>;
+  using L = Layout<kMats, kN>;
   WgmmaFence();
 #pragma unroll
   for (int a = 0; a < kAtoms; ++a) {
@@ -128,7 +138,7 @@ __device__ __forceinline__ void StageMma(float (&acc)[kMats][kN / 2], uint32_t w
 #pragma unroll
       for (int mat = 0; mat < kMats; ++mat) {
         const uint64_t desc_w =
-            WgmmaDescriptor(w_stage + (mat * kStageAtoms + a) * kWAtomBytes + 32 * kk, 16, 1024);
+            WgmmaDescriptor(w_stage + (mat * kAtomsPerStage + a) * kWAtomBytes + 32 * kk, 16, 1024);
         WgmmaSS<kN>(acc[mat], desc_w, desc_x);
       }
     }
@@ -142,25 +152,24 @@ __device__ __forceinline__ void StageMma(float (&acc)[kMats][kN / 2], uint32_t w
 }
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 
-// kMats: 1, or 2 (gate and up: SwiGLU). kN: 8 (m <= 8) or 16. kAtoms: k atoms per stage.
-// kNorm: the RMSNorm prologue.
-template <int kMats, int kN, int kAtoms, bool kNorm>
+// kMats: 1, or 2 (gate and up: SwiGLU). kN: 8 (m <= 8) or 16. kNorm: the RMSNorm prologue.
+template <int kMats, int kN, bool kNorm>
 __global__ void __launch_bounds__(kThreads, 1) SkinnyTmaKernel(const __grid_constant__ TmaParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using L = Layout<kMats, kN, kAtoms>;
-  constexpr int kAtomsPerStage = kAtoms;
+  using L = Layout<kMats, kN>;
   constexpr int kRegs = kMats * kN / 2;  // accumulators per consumer thread
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const uint32_t base = (SmemAddress(smem_raw) + 1023) & ~1023u;
   const int stages = p.stages, split = p.split;
-  // The ring: [stages] stages of L::kStageBytes (p.ring_bytes, at least the partials below),
-  // then [stages] "full" mbarriers and [stages] "empty" ones.
-  const uint32_t full_bar = base + p.ring_bytes;
+  // The ring: [stages] stages of L::kStageBytes, then [stages] "full" mbarriers and
+  // [stages] "empty" ones.
+  const uint32_t full_bar = base + stages * L::kStageBytes;
   const uint32_t empty_bar = full_bar + 8 * stages;
-  // Split k (clusters): once every CTA of the cluster is done with its ring, the leader's
-  // ring receives the other CTAs' partial sums, [split - 1][kRegs][kConsumers] f32, then
-  // their sums of squares [split - 1][kN].
-  const uint32_t partials = base;
+  // Split k (clusters): the leader's landing area for the other CTAs' partial sums,
+  // [split - 1][kRegs][kConsumers] f32, then their sums of squares [split - 1][kN] (a
+  // region of its own: the leader may still be consuming its ring when they arrive, and
+  // waiting for it would cost a second cluster barrier: measured slower).
+  const uint32_t partials = empty_bar + 8 * stages;
   const uint32_t partial_squares = partials + (split - 1) * kRegs * kConsumers * 4;
   __shared__ float row_squares[kN];  // kNorm
 
@@ -225,10 +234,7 @@ __global__ void __launch_bounds__(kThreads, 1) SkinnyTmaKernel(const __grid_cons
         issue_x(i);
       }
     }
-    if (split > 1) {  // every thread of the cluster takes part in both
-      ClusterSync();
-      ClusterSync();
-    }
+    if (split > 1) ClusterSync();  // every thread of the cluster takes part
     return;
   }
 
@@ -283,9 +289,9 @@ __global__ void __launch_bounds__(kThreads, 1) SkinnyTmaKernel(const __grid_cons
       NamedBarrierSync(1, kConsumers);
     }
     if (n_atoms == kAtomsPerStage) {
-      StageMma<kMats, kN, kAtoms, kAtoms>(acc, w_stage(slot), x_stage(slot));
+      StageMma<kMats, kN, kAtomsPerStage>(acc, w_stage(slot), x_stage(slot));
     } else {
-      StageMma<kMats, kN, kAtoms, 1>(acc, w_stage(slot), x_stage(slot));
+      StageMma<kMats, kN, 1>(acc, w_stage(slot), x_stage(slot));
     }
     if (lane == 0) MbarrierArrive(empty_bar + 8 * slot);
   }
@@ -297,7 +303,6 @@ __global__ void __launch_bounds__(kThreads, 1) SkinnyTmaKernel(const __grid_cons
   if (split > 1) {
     // The other CTAs of the cluster hand their partial sums to the leader (rank 0), which
     // adds them in rank order (deterministic) and alone runs the epilogue.
-    ClusterSync();  // every ring of the cluster is consumed (the leader's receives)
     if (rank != 0) {
       const uint32_t mine = partials + (rank - 1) * kRegs * kConsumers * 4 + threadIdx.x * 4;
 #pragma unroll
@@ -423,6 +428,18 @@ int SmemBudgetBytes() {
   return bytes;
 }
 
+// Ring stages: TESSEL_SKINNY_TMA_STAGES=a,b (a for one weight, b for gate/up; measurements)
+// overrides the shared-memory budget's count.
+int ForcedStages(int mats) {
+  static const std::pair<int, int> forced = [] {
+    const char* env = std::getenv("TESSEL_SKINNY_TMA_STAGES");
+    int a = 0, b = 0;
+    if (env != nullptr && std::sscanf(env, "%d,%d", &a, &b) != 2) a = b = 0;
+    return std::make_pair(a, b);
+  }();
+  return mats == 2 ? forced.second : forced.first;
+}
+
 // Split k: TESSEL_SKINNY_TMA_SPLIT=1|2|4 (measurements) or the caller's, else the default.
 int ChooseSplit(int requested, int64_t tiles) {
   static const int forced = [] {
@@ -438,28 +455,21 @@ int ChooseSplit(int requested, int64_t tiles) {
   return tiles < 120 ? 2 : 4;
 }
 
-// k atoms per ring stage: TESSEL_SKINNY_TMA_ATOMS=1|2 (measurements), else the default.
-int StageAtoms() {
-  static const int atoms = [] {
-    const char* env = std::getenv("TESSEL_SKINNY_TMA_ATOMS");
-    return env != nullptr && env[0] == '1' ? 1 : 2;
-  }();
-  return atoms;
-}
-
-template <int kMats, int kN, int kAtoms, bool kNorm>
+template <int kMats, int kN, bool kNorm>
 absl::Status LaunchVariant(TmaParams& p, int64_t tiles, int split, cudaStream_t stream) {
-  using L = Layout<kMats, kN, kAtoms>;
-  const int all_stages = (p.k / kAtomK + kAtoms - 1) / kAtoms;
+  using L = Layout<kMats, kN>;
+  const int all_stages = (p.k / kAtomK + kAtomsPerStage - 1) / kAtomsPerStage;
   split = std::min(split, all_stages);
   const int cta_stages = (all_stages + split - 1) / split;
-  const uint32_t partials = (split - 1) * (kMats * kN / 2 * kConsumers + kN) * 4;
-  const int fit = static_cast<int>((SmemBudgetBytes() - 1024) / (L::kStageBytes + 16));
-  p.stages = std::max(1, std::min(fit, cta_stages));
+  const int partials = (split - 1) * (kMats * kN / 2 * kConsumers + kN) * 4;
+  const int fit =
+      static_cast<int>((SmemBudgetBytes() - 1024 - partials) / (L::kStageBytes + 16));
+  const int forced = ForcedStages(kMats);
+  const int most = static_cast<int>((kMaxSmemKiB * 1024 - 1024 - partials) / (L::kStageBytes + 16));
+  p.stages = std::max(1, std::min(forced > 0 ? std::min(forced, most) : fit, cta_stages));
   p.split = split;
-  p.ring_bytes = std::max(p.stages * L::kStageBytes, partials);
-  const size_t smem = 1024 + p.ring_bytes + 16 * static_cast<size_t>(p.stages);
-  auto* kernel = SkinnyTmaKernel<kMats, kN, kAtoms, kNorm>;
+  const size_t smem = 1024 + static_cast<size_t>(p.stages) * (L::kStageBytes + 16) + partials;
+  auto* kernel = SkinnyTmaKernel<kMats, kN, kNorm>;
   static const cudaError_t attribute =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxSmemKiB * 1024);
   TESSEL_CUDA_RETURN_IF_ERROR(attribute);
@@ -470,17 +480,10 @@ absl::Status LaunchVariant(TmaParams& p, int64_t tiles, int split, cudaStream_t 
   return absl::OkStatus();
 }
 
-template <int kMats, int kN, int kAtoms>
-absl::Status LaunchNorm(TmaParams& p, int64_t tiles, int split, cudaStream_t stream) {
-  return p.norm_weight != nullptr
-             ? LaunchVariant<kMats, kN, kAtoms, true>(p, tiles, split, stream)
-             : LaunchVariant<kMats, kN, kAtoms, false>(p, tiles, split, stream);
-}
-
 template <int kMats, int kN>
-absl::Status LaunchAtoms(TmaParams& p, int64_t tiles, int split, cudaStream_t stream) {
-  return StageAtoms() == 2 ? LaunchNorm<kMats, kN, 2>(p, tiles, split, stream)
-                           : LaunchNorm<kMats, kN, 1>(p, tiles, split, stream);
+absl::Status LaunchNorm(TmaParams& p, int64_t tiles, int split, cudaStream_t stream) {
+  return p.norm_weight != nullptr ? LaunchVariant<kMats, kN, true>(p, tiles, split, stream)
+                                  : LaunchVariant<kMats, kN, false>(p, tiles, split, stream);
 }
 
 }  // namespace
@@ -519,11 +522,11 @@ absl::Status LaunchSkinnyGemmTma(const SkinnyGemmArgs& args, cudaStream_t stream
   if (tiles * 4 > (int64_t{1} << 31) - 1) return absl::InvalidArgumentError("skinny gemm: too many rows");
   const int split = ChooseSplit(args.split, tiles);
   if (swiglu) {
-    return kn == 8 ? LaunchAtoms<2, 8>(p, tiles, split, stream)
-                   : LaunchAtoms<2, 16>(p, tiles, split, stream);
+    return kn == 8 ? LaunchNorm<2, 8>(p, tiles, split, stream)
+                   : LaunchNorm<2, 16>(p, tiles, split, stream);
   }
-  return kn == 8 ? LaunchAtoms<1, 8>(p, tiles, split, stream)
-                 : LaunchAtoms<1, 16>(p, tiles, split, stream);
+  return kn == 8 ? LaunchNorm<1, 8>(p, tiles, split, stream)
+                 : LaunchNorm<1, 16>(p, tiles, split, stream);
 }
 
 }  // namespace tessel::cuda

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -104,6 +105,13 @@ class DeviceBuffer {
   T* ptr_ = nullptr;
   size_t n_;
 };
+
+/// The bit patterns of bf16 values (for bit-identity checks).
+inline std::vector<uint16_t> AsBits(const std::vector<bf16>& values) {
+  std::vector<uint16_t> bits(values.size());
+  std::memcpy(bits.data(), values.data(), values.size() * sizeof(uint16_t));
+  return bits;
+}
 
 /// ||got - ref|| / ||ref|| (absolute norm when ref is all zeros); +inf if any value of `got`
 /// is NaN or infinite (unwritten poisoned outputs included).
