@@ -16,7 +16,9 @@
 # TESSEL_SKINNY_KERNEL=registers|tma (one skinny GEMM kernel for every projection; default
 # per shape), TESSEL_SKINNY_TMA_SPLIT=1|2|4 (CTAs sharing a tile's k in the TMA kernel),
 # TESSEL_SKINNY_TMA_SMEM_KIB (its shared-memory budget per CTA, default 100),
-# TESSEL_SKINNY_TMA_STAGES=a,b (its ring stages for one weight / gate+up, instead).
+# TESSEL_SKINNY_TMA_STAGES=a,b (its ring stages for one weight / gate+up, instead),
+# TESSEL_SKINNY_TMA_MIN_TILES=N (by default, the TMA kernel only for projections of >= N
+# tiles of 64 rows).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 E2E=.gpu-build/e2e

@@ -364,9 +364,11 @@ absl::Status Launch(const Params& p, int grid, int m, int occupancy, cudaStream_
 // the GPU has it), else the TMA kernel for more than 8 rows on sm_90, the register kernel
 // otherwise. Measured on the H100 (docs/performance.md, fifth round): alone, the TMA kernel
 // wins at 16 rows by 1-8 us per projection and at one row for the large ones, but within
-// the decode step (PDL) only its 16-row use gains (b16 6.00 vs 6.07 ms; b1 5.61 vs 5.53 ms
-// with it on q/k/v, gate/up and lm_head). An explicit kTma stays kTma (and fails to launch
-// without sm_90).
+// the decode step (PDL) only its 16-row use gains (b16 5.89 vs 6.10 ms; b1 5.61 vs 5.53 ms
+// with it on q/k/v, gate/up and lm_head), and one step must not mix the two: register-kernel
+// CTAs starting on SMs configured for the TMA kernel's shared memory run with a small L1 (b16
+// 6.72-6.94 ms with o_proj/down or more on registers). An explicit kTma stays kTma (and
+// fails to launch without sm_90).
 SkinnyKernel ChooseKernel(const SkinnyGemmArgs& args) {
   if (args.kernel != SkinnyKernel::kAuto) return args.kernel;
   static const SkinnyKernel forced = [] {
@@ -380,8 +382,18 @@ SkinnyKernel ChooseKernel(const SkinnyGemmArgs& args) {
   if (forced == SkinnyKernel::kRegisters || !SkinnyGemmTmaAvailable()) {
     return SkinnyKernel::kRegisters;
   }
-  return forced == SkinnyKernel::kTma || args.m > 8 ? SkinnyKernel::kTma
-                                                    : SkinnyKernel::kRegisters;
+  if (forced == SkinnyKernel::kTma) return SkinnyKernel::kTma;
+  // TESSEL_SKINNY_TMA_MIN_TILES=N (measurements): the TMA kernel only for projections of at
+  // least N tiles of 64 rows.
+  static const int64_t min_tiles = [] {
+    const char* env = std::getenv("TESSEL_SKINNY_TMA_MIN_TILES");
+    return env != nullptr ? std::atoll(env) : int64_t{0};
+  }();
+  int64_t tiles = 0;
+  for (int i = 0; i < args.weights; ++i) {
+    if (args.epilogue != SkinnyEpilogue::kSwiGlu || i == 0) tiles += CeilDiv(args.n[i], 64);
+  }
+  return args.m > 8 && tiles >= min_tiles ? SkinnyKernel::kTma : SkinnyKernel::kRegisters;
 }
 
 }  // namespace
