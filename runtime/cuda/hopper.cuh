@@ -89,7 +89,7 @@ __device__ __forceinline__ void TmaLoad2d(uint32_t dst, const void* tensor_map, 
       "l"(reinterpret_cast<uint64_t>(tensor_map)), "r"(bar), "r"(c0), "r"(c1)
       : "memory");
 }
-// As TmaLoad2d with an L2 cache policy (CreatePolicyEvictFirst / EvictLast).
+// As TmaLoad2d with an L2 cache policy (CreatePolicyEvictFirst).
 __device__ __forceinline__ void TmaLoad2dHint(uint32_t dst, const void* tensor_map, uint32_t bar,
                                               int c0, int c1, uint64_t policy) {
   asm volatile(
@@ -101,11 +101,6 @@ __device__ __forceinline__ void TmaLoad2dHint(uint32_t dst, const void* tensor_m
 __device__ __forceinline__ uint64_t CreatePolicyEvictFirst() {
   uint64_t policy;
   asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(policy));
-  return policy;
-}
-__device__ __forceinline__ uint64_t CreatePolicyEvictLast() {
-  uint64_t policy;
-  asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(policy));
   return policy;
 }
 
