@@ -6,6 +6,21 @@
 
 namespace tessel::cuda {
 
+absl::StatusOr<void*> DriverEntryPoint(const char* symbol, const char* needed_for) {
+  void* pointer = nullptr;
+  cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
+  const cudaError_t error =
+      cudaGetDriverEntryPointByVersion(symbol, &pointer, 12000, cudaEnableDefault, &found);
+  if (error != cudaSuccess || found != cudaDriverEntryPointSuccess || pointer == nullptr) {
+    cudaGetLastError();
+    return absl::FailedPreconditionError(absl::StrCat("the CUDA driver API entry point ", symbol,
+                                                      " is not available (",
+                                                      cudaGetErrorString(error), "): ",
+                                                      needed_for));
+  }
+  return pointer;
+}
+
 absl::Status CudaStatus(cudaError_t error, const char* expr, const char* file, int line) {
   if (error == cudaSuccess) return absl::OkStatus();
   const std::string message = absl::StrCat(file, ":", line, ": ", expr, " failed: ",

@@ -7,6 +7,7 @@
 #include <cuda_runtime_api.h>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace tessel::cuda {
 
@@ -19,6 +20,11 @@ absl::Status CudaStatus(cublasStatus_t status, const char* expr, const char* fil
 /// Error of the last kernel launch on this thread (cudaGetLastError, which also clears it),
 /// naming the kernel.
 absl::Status LaunchStatus(const char* kernel, const char* file, int line);
+
+/// The CUDA driver API function `symbol` (its CUDA 12.0 version), found through the runtime
+/// (cudaGetDriverEntryPointByVersion: no link to libcuda); FailedPrecondition naming it and
+/// `needed_for` when the driver lacks it.
+absl::StatusOr<void*> DriverEntryPoint(const char* symbol, const char* needed_for);
 
 }  // namespace tessel::cuda
 

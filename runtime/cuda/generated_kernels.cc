@@ -101,17 +101,10 @@ struct GeneratedKernels::Driver {
     static absl::Status status;
     std::call_once(once, [] {
       auto bind = [](auto& fn, const char* symbol) -> absl::Status {
-        void* pointer = nullptr;
-        cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
-        const cudaError_t error = cudaGetDriverEntryPointByVersion(
-            symbol, &pointer, 12000, cudaEnableDefault, &found);
-        if (error != cudaSuccess || found != cudaDriverEntryPointSuccess || !pointer) {
-          cudaGetLastError();
-          return absl::FailedPreconditionError(absl::StrCat(
-              "the CUDA driver API entry point ", symbol, " is not available (",
-              cudaGetErrorString(error), "): generated kernels need a CUDA 12+ driver"));
-        }
-        fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(pointer);
+        absl::StatusOr<void*> pointer =
+            DriverEntryPoint(symbol, "generated kernels need a CUDA 12+ driver");
+        if (!pointer.ok()) return pointer.status();
+        fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(*pointer);
         return absl::OkStatus();
       };
       for (absl::Status s :

@@ -26,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "runtime/cuda/cuda_status.h"
 #include "runtime/cuda/pdl.cuh"
+#include "runtime/cuda/skinny_gemm_epilogue.cuh"
 #include "runtime/cuda/skinny_gemm_tma.cuh"
 
 namespace tessel::cuda {
@@ -77,8 +78,6 @@ __device__ __forceinline__ void Mma(float* c, uint32_t a0, uint32_t a1, uint32_t
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-__device__ __forceinline__ float SiluF(float g) { return g / (1.0f + __expf(-g)); }
-
 // The mmas of one 64-wide chunk: for each 32-wide half, step 0 takes physical k 8t + {0..3}
 // (registers .x, .y), step 1 takes 8t + {4..7} (.z, .w).
 template <int kMats, int kNTiles>
@@ -121,15 +120,6 @@ __device__ __forceinline__ void SquaresMma(float (&sq)[kNTiles][4],
       Mma(sq[kNTiles - 1], x0.z, x1.z, x0.w, x1.w, x1.z, x1.w);
     }
   }
-}
-
-// RMSNorm prologue on one 32-wide half of x: x = bf16(x * weight), the exact product rounded
-// once (the 1 / rms factor is applied to the dot products).
-__device__ __forceinline__ void ScaleHalf(uint4& x, const uint4& weight) {
-  __nv_bfloat162* xs = reinterpret_cast<__nv_bfloat162*>(&x);
-  const __nv_bfloat162* ws = reinterpret_cast<const __nv_bfloat162*>(&weight);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) xs[i] = __hmul2(xs[i], ws[i]);
 }
 
 // kMinBlocks: CTAs per SM the registers are sized for (1: up to 24 uint4 of loads in flight
@@ -240,7 +230,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SkinnyGemmKernel(const P
         for (int half = 0; half < 2; ++half) {
           const uint4 nw = *reinterpret_cast<const uint4*>(norm_w + off + 32 * half);
 #pragma unroll
-          for (int nt = 0; nt < kNTiles; ++nt) ScaleHalf(xv[u][nt][half], nw);
+          for (int nt = 0; nt < kNTiles; ++nt) ScaleByNormWeight(xv[u][nt][half], nw);
         }
       }
       ChunkMma<kMats, kNTiles>(acc, wv[u], xv[u]);
@@ -267,7 +257,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SkinnyGemmKernel(const P
       for (int half = 0; half < 2; ++half) {
         const uint4 nw = *reinterpret_cast<const uint4*>(norm_w + off + 32 * half);
 #pragma unroll
-        for (int nt = 0; nt < kNTiles; ++nt) ScaleHalf(xv[nt][half], nw);
+        for (int nt = 0; nt < kNTiles; ++nt) ScaleByNormWeight(xv[nt][half], nw);
       }
     }
     ChunkMma<kMats, kNTiles>(acc, wt, xv);
@@ -310,28 +300,13 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SkinnyGemmKernel(const P
     for (int w = 0; w < kWarps; ++w) q += row_squares[w][col];
     inv_rms = rsqrtf(q / static_cast<float>(k) + p.norm_eps);
   }
-  float v[kMats];
-#pragma unroll
-  for (int mat = 0; mat < kMats; ++mat) {
+  auto dot = [&](int mat) {
     float s = 0.0f;
 #pragma unroll
     for (int w = 0; w < kWarps; ++w) s += partial[w][mat][r][col];
-    s *= inv_rms;
-    if (p.bias[seg + mat] != nullptr) s += __bfloat162float(p.bias[seg + mat][feature]);
-    v[mat] = s;
-  }
-  const int64_t o = static_cast<int64_t>(col) * n + feature;
-  float result = v[0];
-  if constexpr (kMats == 2) {
-    result = SiluF(v[0]) * v[1];
-  } else if (p.epilogue == SkinnyEpilogue::kAddResidual) {
-    result += __bfloat162float(p.residual[o]);
-  }
-  if (p.out_f32) {
-    static_cast<float*>(p.out[seg])[o] = result;
-  } else {
-    static_cast<bf16*>(p.out[seg])[o] = __float2bfloat16_rn(result);
-  }
+    return s;
+  };
+  StoreSkinnyOutput<kMats>(p, dot, inv_rms, seg, feature, col, n);
 }
 
 template <int kMats, int kMinBlocks, bool kNorm>
@@ -389,11 +364,8 @@ SkinnyKernel ChooseKernel(const SkinnyGemmArgs& args) {
     const char* env = std::getenv("TESSEL_SKINNY_TMA_MIN_TILES");
     return env != nullptr ? std::atoll(env) : int64_t{0};
   }();
-  int64_t tiles = 0;
-  for (int i = 0; i < args.weights; ++i) {
-    if (args.epilogue != SkinnyEpilogue::kSwiGlu || i == 0) tiles += CeilDiv(args.n[i], 64);
-  }
-  return args.m > 8 && tiles >= min_tiles ? SkinnyKernel::kTma : SkinnyKernel::kRegisters;
+  return args.m > 8 && SkinnyGemmTmaTiles(args) >= min_tiles ? SkinnyKernel::kTma
+                                                            : SkinnyKernel::kRegisters;
 }
 
 }  // namespace

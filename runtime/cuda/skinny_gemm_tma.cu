@@ -40,6 +40,7 @@
 #include "runtime/cuda/device_info.h"
 #include "runtime/cuda/hopper.cuh"
 #include "runtime/cuda/pdl.cuh"
+#include "runtime/cuda/skinny_gemm_epilogue.cuh"
 
 namespace tessel::cuda {
 namespace {
@@ -80,8 +81,6 @@ struct TmaParams {
 };
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-__device__ __forceinline__ float SiluF(float g) { return g / (1.0f + __expf(-g)); }
-
 __device__ __forceinline__ void NamedBarrierSync(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
@@ -275,14 +274,13 @@ __global__ void __launch_bounds__(kThreads, 1) SkinnyTmaKernel(const __grid_cons
         const uint32_t address =
             x_stage(slot) + a * L::kXAtomBytes + norm_row * 128 + ((c ^ (norm_row & 7)) << 4);
         uint4 v = LoadSharedV4(address);
-        __nv_bfloat162* xs = reinterpret_cast<__nv_bfloat162*>(&v);
-        const __nv_bfloat162* ws = reinterpret_cast<const __nv_bfloat162*>(&norm_w[j]);
+        const __nv_bfloat162* xs = reinterpret_cast<const __nv_bfloat162*>(&v);
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const float2 f = __bfloat1622float2(xs[e]);
           squares = fmaf(f.x, f.x, fmaf(f.y, f.y, squares));
-          xs[e] = __hmul2(xs[e], ws[e]);
         }
+        ScaleByNormWeight(v, norm_w[j]);
         StoreSharedV4(address, v);
       }
       FenceProxyAsync();
@@ -352,25 +350,8 @@ __global__ void __launch_bounds__(kThreads, 1) SkinnyTmaKernel(const __grid_cons
       if constexpr (kNorm) {
         inv_rms = rsqrtf(row_squares[col] / static_cast<float>(p.k) + p.norm_eps);
       }
-      float v[kMats];
-#pragma unroll
-      for (int mat = 0; mat < kMats; ++mat) {
-        float s = acc[mat][4 * j + e] * inv_rms;
-        if (p.bias[seg + mat] != nullptr) s += __bfloat162float(p.bias[seg + mat][feature]);
-        v[mat] = s;
-      }
-      const int64_t o = static_cast<int64_t>(col) * n + feature;
-      float result = v[0];
-      if constexpr (kMats == 2) {
-        result = SiluF(v[0]) * v[1];
-      } else if (p.epilogue == SkinnyEpilogue::kAddResidual) {
-        result += __bfloat162float(p.residual[o]);
-      }
-      if (p.out_f32) {
-        static_cast<float*>(p.out[seg])[o] = result;
-      } else {
-        static_cast<bf16*>(p.out[seg])[o] = __float2bfloat16_rn(result);
-      }
+      StoreSkinnyOutput<kMats>(p, [&](int mat) { return acc[mat][4 * j + e]; }, inv_rms, seg,
+                               feature, col, n);
     }
   }
 #else
@@ -385,17 +366,10 @@ using EncodeTiledFn = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t
 
 absl::StatusOr<EncodeTiledFn> EncodeTiled() {
   static const absl::StatusOr<EncodeTiledFn> fn = []() -> absl::StatusOr<EncodeTiledFn> {
-    void* pointer = nullptr;
-    cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
-    const cudaError_t error = cudaGetDriverEntryPointByVersion(
-        "cuTensorMapEncodeTiled", &pointer, 12000, cudaEnableDefault, &found);
-    if (error != cudaSuccess || found != cudaDriverEntryPointSuccess || pointer == nullptr) {
-      cudaGetLastError();
-      return absl::FailedPreconditionError(absl::StrCat(
-          "skinny gemm: the CUDA driver API entry point cuTensorMapEncodeTiled is not available (",
-          cudaGetErrorString(error), ")"));
-    }
-    return reinterpret_cast<EncodeTiledFn>(pointer);
+    absl::StatusOr<void*> pointer =
+        DriverEntryPoint("cuTensorMapEncodeTiled", "the TMA skinny GEMM needs a CUDA 12+ driver");
+    if (!pointer.ok()) return pointer.status();
+    return reinterpret_cast<EncodeTiledFn>(*pointer);
   }();
   return fn;
 }
@@ -489,6 +463,15 @@ absl::Status LaunchNorm(TmaParams& p, int64_t tiles, int split, cudaStream_t str
 }  // namespace
 
 bool SkinnyGemmTmaAvailable() { return DeviceIsSm90(); }
+
+int64_t SkinnyGemmTmaTiles(const SkinnyGemmArgs& args) {
+  const bool swiglu = args.epilogue == SkinnyEpilogue::kSwiGlu;
+  int64_t tiles = 0;
+  for (int i = 0; i < args.weights; ++i) {
+    if (!swiglu || i == 0) tiles += CeilDiv(args.n[i], kTileRows);
+  }
+  return tiles;
+}
 
 absl::Status LaunchSkinnyGemmTma(const SkinnyGemmArgs& args, cudaStream_t stream) {
   if (!SkinnyGemmTmaAvailable()) {

@@ -11,6 +11,9 @@ namespace tessel::cuda {
 /// True on an sm_90 GPU (the kernel is sm_90a machine code).
 bool SkinnyGemmTmaAvailable();
 
+/// Tiles of 64 weight rows the TMA kernel cuts `args` into (gate and up share theirs).
+int64_t SkinnyGemmTmaTiles(const SkinnyGemmArgs& args);
+
 /// Enqueues the projection(s) of already validated `args` (LaunchSkinnyGemm's checks).
 absl::Status LaunchSkinnyGemmTma(const SkinnyGemmArgs& args, cudaStream_t stream);
 
