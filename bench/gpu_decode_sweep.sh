@@ -18,7 +18,9 @@
 # TESSEL_SKINNY_TMA_SMEM_KIB (its shared-memory budget per CTA, default 100),
 # TESSEL_SKINNY_TMA_STAGES=a,b (its ring stages for one weight / gate+up, instead),
 # TESSEL_SKINNY_TMA_MIN_TILES=N (by default, the TMA kernel only for projections of >= N
-# tiles of 64 rows).
+# tiles of 64 rows), TESSEL_L2_PREFETCH=0 (no L2 prefetch of o_proj's weights during RoPE
+# and attention, decode of <= 8 sequences), TESSEL_L2_PREFETCH_MIB (its bytes; default 16),
+# TESSEL_L2_PREFETCH_BLOCKS (the blocks issuing it; default 32).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 E2E=.gpu-build/e2e

@@ -24,6 +24,13 @@ struct AttentionKernelParams {
   float logit_softcap = 0.0f;  // 0: none; else s = cap * tanh(s / cap)
 };
 
+/// Bytes of global memory (the weights of a later kernel) that a kernel brings into L2 while
+/// it leaves HBM idle (IssueL2Prefetch, pdl.cuh). Empty: nothing.
+struct L2Prefetch {
+  const void* data = nullptr;  // 16-byte aligned
+  uint64_t bytes = 0;          // rounded down to a multiple of 16
+};
+
 inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 /// True when p is 16-byte aligned (vector loads allowed).

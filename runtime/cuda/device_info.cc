@@ -4,6 +4,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <cstring>
@@ -110,6 +111,43 @@ int CarveoutPercent(PdlKernel family) {
     return result;
   }();
   return percent[static_cast<unsigned>(family)];
+}
+
+bool L2PrefetchEnabled() {
+  static const bool enabled = [] {
+    const char* env = std::getenv("TESSEL_L2_PREFETCH");
+    return env == nullptr || std::strcmp(env, "0") != 0;
+  }();
+  return enabled;
+}
+
+int L2PrefetchBlocks() {
+  static const int blocks = [] {
+    int value = 0;
+    const char* env = std::getenv("TESSEL_L2_PREFETCH_BLOCKS");
+    if (env != nullptr && absl::SimpleAtoi(env, &value) && value >= 1 && value <= 1024) {
+      return value;
+    }
+    return 32;
+  }();
+  return blocks;
+}
+
+unsigned long long L2PrefetchLimitBytes() {
+  static const unsigned long long limit = []() -> unsigned long long {
+    if (const char* env = std::getenv("TESSEL_L2_PREFETCH_MIB"); env != nullptr) {
+      unsigned long long mib = 0;
+      if (absl::SimpleAtoi(env, &mib)) return mib << 20;
+    }
+    int device = 0, l2 = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, device) != cudaSuccess) {
+      cudaGetLastError();
+      return 0;
+    }
+    return std::min<unsigned long long>(16ull << 20, static_cast<unsigned long long>(l2) / 3);
+  }();
+  return limit;
 }
 
 }  // namespace tessel::cuda

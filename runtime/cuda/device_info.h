@@ -34,6 +34,22 @@ bool PdlTriggersEarly(PdlKernel family);
 /// family=percent (for measurements of how the SMs' L1 size interacts with early launch).
 int CarveoutPercent(PdlKernel family);
 
+/// Whether a decode step brings the weights of the projection after attention (o_proj) into
+/// L2 from a parallel branch while RoPE and attention leave HBM idle (l2_prefetch.cuh, the
+/// CUDA executor): the environment's TESSEL_L2_PREFETCH (read at the first call), "0" for
+/// off (measurements); on by default where L2PrefetchAvailable().
+bool L2PrefetchEnabled();
+
+/// Blocks of that prefetch kernel (each issues its share from one SM's TMA unit): the
+/// environment's TESSEL_L2_PREFETCH_BLOCKS, default 32.
+int L2PrefetchBlocks();
+
+/// The most bytes of one such prefetch (the first bytes of the weights): the environment's
+/// TESSEL_L2_PREFETCH_MIB, else 16 MiB or a third of the device's L2 cache if less (0 when
+/// the query fails). H100 (50 MB of L2), batch 1: 16 MiB measured ahead of all 32 MiB of
+/// Llama-3-8B's o_proj (5.47 vs 5.51 ms per step).
+unsigned long long L2PrefetchLimitBytes();
+
 }  // namespace tessel::cuda
 
 #endif  // TESSEL_RUNTIME_CUDA_DEVICE_INFO_H_

@@ -31,7 +31,7 @@ build() {  # build <object> <command...>: only when a source or header is newer
 
 echo "building into $OUT_DIR"
 KERNEL_OBJS=()
-for name in embedding rms_norm rope swiglu skinny_gemm skinny_gemm_tma elementwise attention_prefill attention_decode sampling moe mla; do
+for name in embedding rms_norm rope l2_prefetch swiglu skinny_gemm skinny_gemm_tma elementwise attention_prefill attention_decode sampling moe mla; do
   build "$OBJ/$name.o" "$NVCC" $NVFLAGS -c runtime/cuda/$name.cu
   KERNEL_OBJS+=("$OBJ/$name.o")
 done

@@ -32,6 +32,7 @@
 #include "runtime/cuda/cublaslt_gemm.h"
 #include "runtime/cuda/elementwise.cuh"
 #include "runtime/cuda/embedding.cuh"
+#include "runtime/cuda/l2_prefetch.cuh"
 #include "runtime/cuda/rms_norm.cuh"
 #include "runtime/cuda/rope.cuh"
 #include "runtime/cuda/sampling.cuh"
@@ -864,6 +865,30 @@ TEST(CudaKernels, AttentionDecode) {
 }
 
 // Argument checks of the decode launcher: clear errors instead of a launch.
+// The L2 prefetch is a hint: every cut of ragged ranges into blocks completes without an
+// error and leaves the bytes as they were; bad arguments are refused before a launch.
+TEST(CudaKernels, L2Prefetch) {
+  SEED_TRACE();
+  auto rng = Rng("L2Prefetch");
+  const std::vector<bf16> host = ToBf16(RandomFloats((5 << 20) / 2 + 3, rng));
+  DeviceBuffer<bf16> data(host);
+  for (const auto& [offset, bytes, blocks] : std::vector<std::tuple<int64_t, uint64_t, int>>{
+           {0, host.size() * sizeof(bf16), 32}, {8, (3 << 20) + 6, 7}, {8, 48, 1024},
+           {0, 15, 1}, {0, 64 * 1024 * 3 + 16, 1}}) {
+    SCOPED_TRACE(absl::StrCat("offset ", offset, " bytes ", bytes, " blocks ", blocks));
+    ASSERT_STATUS_OK(LaunchL2Prefetch(L2Prefetch{data.get() + offset, bytes}, blocks, nullptr));
+    ASSERT_CUDA_OK(cudaDeviceSynchronize());
+  }
+  EXPECT_EQ(AsBits(data.Download()), AsBits(host));
+  EXPECT_EQ(LaunchL2Prefetch(L2Prefetch{data.get() + 1, 1024}, 4, nullptr).code(),
+            absl::StatusCode::kInvalidArgument);  // misaligned
+  EXPECT_EQ(LaunchL2Prefetch(L2Prefetch{data.get(), 1024}, 0, nullptr).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(LaunchL2Prefetch(L2Prefetch{data.get(), 1024}, 1025, nullptr).code(),
+            absl::StatusCode::kInvalidArgument);
+  ASSERT_CUDA_OK(cudaGetLastError());
+}
+
 TEST(CudaKernels, AttentionDecodeRejects) {
   const AttentionDecodeSplit plan = PlanAttentionDecode(1, 32, 8, 128, 8192);
   ASSERT_GT(plan.splits, 1);
