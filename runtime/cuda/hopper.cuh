@@ -119,6 +119,16 @@ __device__ __forceinline__ uint32_t MapaShared(uint32_t address, uint32_t rank) 
 __device__ __forceinline__ void StoreSharedCluster(uint32_t remote, float value) {
   asm volatile("st.shared::cluster.f32 [%0], %1;\n" ::"r"(remote), "f"(value) : "memory");
 }
+// The two halves of a cluster barrier for the start of a kernel: every thread arrives
+// (relaxed: nothing to publish) once, early, and waits before its first access to another
+// CTA's shared memory, which is then known to have started (CUDA programming guide,
+// distributed shared memory); each thread waits before it arrives again.
+__device__ __forceinline__ void ClusterArriveRelaxed() {
+  asm volatile("barrier.cluster.arrive.relaxed;\n" ::: "memory");
+}
+__device__ __forceinline__ void ClusterWait() {
+  asm volatile("barrier.cluster.wait;\n" ::: "memory");
+}
 // Every thread of every CTA of the cluster arrives (release) and waits (acquire): the
 // distributed shared-memory writes before it are visible after it.
 __device__ __forceinline__ void ClusterSync() {

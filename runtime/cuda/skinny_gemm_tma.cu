@@ -202,6 +202,10 @@ __global__ void __launch_bounds__(kThreads, 1) SkinnyTmaKernel(const __grid_cons
     MbarrierInitFence();
   }
   __syncthreads();
+  // Split k: the partial sums go to the leader's shared memory at the end; each thread waits
+  // on this arrival (long complete by then) before that, so every CTA of the cluster is known
+  // to have started before any writes into another.
+  if (split > 1) ClusterArriveRelaxed();
   PdlLaunchDependents();
 
   if (warp == kConsumers / 32) {  // the producer
@@ -233,7 +237,10 @@ __global__ void __launch_bounds__(kThreads, 1) SkinnyTmaKernel(const __grid_cons
         issue_x(i);
       }
     }
-    if (split > 1) ClusterSync();  // every thread of the cluster takes part
+    if (split > 1) {  // every thread of the cluster takes part
+      ClusterWait();
+      ClusterSync();
+    }
     return;
   }
 
@@ -301,6 +308,7 @@ __global__ void __launch_bounds__(kThreads, 1) SkinnyTmaKernel(const __grid_cons
   if (split > 1) {
     // The other CTAs of the cluster hand their partial sums to the leader (rank 0), which
     // adds them in rank order (deterministic) and alone runs the epilogue.
+    ClusterWait();
     if (rank != 0) {
       const uint32_t mine = partials + (rank - 1) * kRegs * kConsumers * 4 + threadIdx.x * 4;
 #pragma unroll
