@@ -20,7 +20,8 @@
 # TESSEL_SKINNY_TMA_MIN_TILES=N (by default, the TMA kernel only for projections of >= N
 # tiles of 64 rows), TESSEL_L2_PREFETCH=0 (no L2 prefetch of o_proj's weights during RoPE
 # and attention, decode of <= 8 sequences), TESSEL_L2_PREFETCH_MIB (its bytes; default 16),
-# TESSEL_L2_PREFETCH_BLOCKS (the blocks issuing it; default 32).
+# TESSEL_L2_PREFETCH_BLOCKS (the blocks issuing it; default 32), TESSEL_FUSE_ROPE_ATTENTION=0
+# (RoPE and the KV-cache writes as their own launch instead of decode attention's prologue).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 E2E=.gpu-build/e2e

@@ -50,8 +50,16 @@
 //   workspace is zeroed once when allocated (attention_decode.cuh).
 // - Programmatic dependent launch (pdl.cuh): every block triggers its dependents at its start
 //   and waits for the previous kernel before it reads positions, q or the caches.
-// - Registers (ptxas sm_90a, no spills; one / two n8 head tiles): D=64 144 / 142, D=128
-//   142 / 165, D=256 128 / 168 (the split merge's 16 loads in flight set the floor).
+// - Fused RoPE (AttentionDecodeRope, the executor's decode step of up to 16 sequences): q
+//   comes unrotated and each block rotates its heads into Q's shared rows (rope_math.cuh, the
+//   arithmetic of rope.cu: the same bits) while its first K/V tiles are in flight. The block
+//   whose keys include the step's position rotates the new key into a shared row of its own
+//   (K, V: 2 x (D+8) bf16 past the tiles), writes it and the new value into the caches (the
+//   first head group's block), and the warp that owns that key's tile patches the row into
+//   the tile once it has landed: the cache row it loaded may be stale, and no other block
+//   reads it in this launch.
+// - Registers (ptxas sm_90a, no spills; one / two n8 head tiles): D=64 168 / 168, D=128
+//   168 / 155, D=256 159 / 205, 32 bytes of stack (sincosf's argument reduction).
 // Measured (H100, bench_kernels, 32 / 8 heads x 128, CUDA graph of back-to-back launches):
 // b1 8K 18.4 us (61% of copy bandwidth; 31.9 before this design), b8 8K 97.8 (92%), b1 with
 // 128 keys 3.1 us and b16 with 128 keys 5.8 (were ~13 plus 4.5 for the combine kernel), b1
@@ -66,6 +74,7 @@
 #include "runtime/cuda/device_info.h"
 #include "runtime/cuda/mma.cuh"
 #include "runtime/cuda/pdl.cuh"
+#include "runtime/cuda/rope_math.cuh"
 
 namespace tessel::cuda {
 namespace {
@@ -85,8 +94,9 @@ struct DecodeConfig {
   static constexpr int kChunks = kDim / 8;             // 16-byte chunks per row
   static constexpr int kStageElems = 2 * kKeys * kStride;  // K tile then V tile
   static constexpr int kOStride = kDim + 4;            // f32 per shared O row of the merges
+  // Q rows, the warps' tiles, then (fused RoPE) the step's new K and V rows.
   static size_t SmemBytes(int n_tiles) {
-    return sizeof(bf16) * (8 * n_tiles * kStride + kWarps * kStages * kStageElems);
+    return sizeof(bf16) * (8 * n_tiles * kStride + kWarps * kStages * kStageElems + 2 * kStride);
   }
   static_assert(kDim % 32 == 0 && (kKeys * kChunks) % 32 == 0, "tile load is exact");
   // The warps' merge reuses the tile buffers.
@@ -105,13 +115,13 @@ __device__ __forceinline__ uint32_t TransposeB16(uint32_t x) {
 
 template <int kDim, int kNTiles>
 __global__ void __launch_bounds__(DecodeConfig<kDim>::kThreads)
-    AttentionDecodeKernel(const bf16* __restrict__ q, const bf16* __restrict__ k_cache,
-                          const bf16* __restrict__ v_cache, const int32_t* __restrict__ positions,
-                          int64_t heads, int64_t capacity, int64_t kv_heads, int group,
-                          int head_groups, AttentionKernelParams params, int splits,
-                          bf16* __restrict__ out, float* __restrict__ part_o,
-                          float* __restrict__ part_ml, unsigned* __restrict__ counters,
-                          bool trigger_early, bool positions_settled) {
+    AttentionDecodeKernel(const bf16* __restrict__ q, const bf16* k_cache, const bf16* v_cache,
+                          const int32_t* __restrict__ positions, int64_t heads, int64_t capacity,
+                          int64_t kv_heads, int group, int head_groups,
+                          AttentionKernelParams params, int splits, bf16* __restrict__ out,
+                          float* __restrict__ part_o, float* __restrict__ part_ml,
+                          unsigned* __restrict__ counters, bool trigger_early,
+                          bool positions_settled, AttentionDecodeRope rope) {
   using C = DecodeConfig<kDim>;
   constexpr int kWarps = C::kWarps, kStages = C::kStages, kStride = C::kStride;
   constexpr int kRows = 8 * kNTiles;  // head slots: the N of the products, rows of q_s
@@ -122,6 +132,7 @@ __global__ void __launch_bounds__(DecodeConfig<kDim>::kThreads)
   bf16* q_s = reinterpret_cast<bf16*>(smem);  // [kRows][kStride]
   bf16* tiles = q_s + kRows * kStride;        // [kWarps][kStages][K, V][kKeys][kStride]
   float* merge_s = reinterpret_cast<float*>(tiles);  // the warps' merge, after the key loop
+  bf16* new_kv_s = tiles + kWarps * kStages * C::kStageElems;  // fused RoPE: [K, V][kStride]
 
   // By default the projection after this kernel starts only at its exit (PdlTriggersEarly):
   // started early, its CTAs would run under this kernel's shared-memory carveout (small L1).
@@ -189,16 +200,24 @@ __global__ void __launch_bounds__(DecodeConfig<kDim>::kThreads)
   }
   if (positions_settled) PdlWait();
 
-  // Q rows of the group (rows past g_count zero-filled: finite scores, never stored).
-  {
+  // Fused RoPE: the block whose keys include `pos` takes the step's new K and V row from
+  // new_kv_s instead of the cache (its warp `new_warp` patches it into its tile `new_tile`).
+  const bool fused = rope.k_new != nullptr;
+  const bool new_key = fused && pos >= c0 && pos <= c1 && pos < capacity;
+  const int new_tile = new_key ? (pos - c0) / kKeys : -1;
+  const int new_warp = new_tile % kWarps, new_it = new_tile / kWarps;
+
+  // Q rows of the group (rows past g_count zero-filled: finite scores, never stored); with
+  // fused RoPE they are written below, once the first tiles are in flight.
+  if (!fused) {
     const bf16* q_group = q + (b * heads + h0) * kDim;
     for (int idx = tid; idx < kRows * C::kChunks; idx += C::kThreads) {
       const int r = idx / C::kChunks, col = (idx % C::kChunks) * 8;
       const bool valid = r < g_count;
       CpAsync16(q_s + r * kStride + col, valid ? q_group + r * kDim + col : q, valid);
     }
-    CpAsyncCommit();
   }
+  CpAsyncCommit();
 
   // Prologue: tiles 0..kStages-2 in flight, one commit group each (empty past the warp's
   // last tile or when loaded early, so that the group count stays uniform).
@@ -206,6 +225,62 @@ __global__ void __launch_bounds__(DecodeConfig<kDim>::kThreads)
   for (int p = 0; p < kStages - 1; ++p) {
     if (p < my_tiles && !early(p)) load_tile(p, p);
     CpAsyncCommit();
+  }
+  if (fused) {  // while the first tiles are in flight
+    // RoPE as rope.cu computes it (rope_math.cuh: the same bits): q rotated into q_s; the new
+    // key rotated and the new value copied into new_kv_s and, by the first head group's
+    // block, into the caches at row pos. A position in [0, capacity) is always visible, so
+    // exactly one active split holds it; outside, nothing is written (RoPE's cache write).
+    const int half = static_cast<int>(rope.params.rotary_dim / 2);
+    const bool interleaved = rope.params.interleaved;
+    const float factor = rope.params.attention_factor;
+    const bf16* q_group = q + (b * heads + h0) * kDim;
+    for (int idx = tid; idx < kRows * half; idx += C::kThreads) {
+      const int r = idx / half, i = idx - r * half;
+      int fa, fb;
+      RopePairFeatures(i, half, interleaved, fa, fb);
+      bf16 ya = __float2bfloat16_rn(0.0f), yb = ya;
+      if (r < g_count) {
+        RopeRotatePair(__bfloat162float(q_group[r * kDim + fa]),
+                       __bfloat162float(q_group[r * kDim + fb]),
+                       RopeAngle(pos, rope.inv_freq[i], factor), ya, yb);
+      }
+      q_s[r * kStride + fa] = ya;
+      q_s[r * kStride + fb] = yb;
+    }
+    const int pass = kDim - 2 * half;  // features past rotary_dim: as they are
+    for (int idx = tid; idx < kRows * pass; idx += C::kThreads) {
+      const int r = idx / pass, f = 2 * half + (idx - r * pass);
+      q_s[r * kStride + f] = r < g_count ? q_group[r * kDim + f] : __float2bfloat16_rn(0.0f);
+    }
+    const bool write_cache = new_key && hg == 0;
+    if (new_key) {
+      const int64_t kv_offset = (b * kv_heads + kvh) * kDim;
+      const bf16* k_in = rope.k_new + kv_offset;
+      const bf16* v_in = rope.v_new + kv_offset;
+      const int64_t cache_row = ((b * capacity + pos) * kv_heads + kvh) * kDim;
+      for (int i = tid; i < half; i += C::kThreads) {
+        int fa, fb;
+        RopePairFeatures(i, half, interleaved, fa, fb);
+        bf16 ya, yb;
+        RopeRotatePair(__bfloat162float(k_in[fa]), __bfloat162float(k_in[fb]),
+                       RopeAngle(pos, rope.inv_freq[i], factor), ya, yb);
+        new_kv_s[fa] = ya;
+        new_kv_s[fb] = yb;
+        if (write_cache) {
+          rope.k_cache[cache_row + fa] = ya;
+          rope.k_cache[cache_row + fb] = yb;
+        }
+      }
+      for (int f = 2 * half + tid; f < kDim; f += C::kThreads) {
+        new_kv_s[f] = k_in[f];
+        if (write_cache) rope.k_cache[cache_row + f] = k_in[f];
+      }
+      for (int f = tid; f < kDim; f += C::kThreads) {
+        new_kv_s[kStride + f] = v_in[f];
+        if (write_cache) rope.v_cache[cache_row + f] = v_in[f];
+      }
+    }
   }
   CpAsyncWait<kStages - 1>();  // Q landed (this thread's part)
   __syncthreads();             // ... and every thread's
@@ -266,6 +341,15 @@ __global__ void __launch_bounds__(DecodeConfig<kDim>::kThreads)
     __syncwarp();
     if (it + kStages - 1 < my_tiles) load_tile(it + kStages - 1, refill);
     CpAsyncCommit();
+    if (warp == new_warp && it == new_it) {  // fused RoPE: the new key's row, fresh
+      bf16* k_row = warp_tiles + stage * C::kStageElems + ((pos - c0) % kKeys) * kStride;
+      for (int ch = lane; ch < 2 * C::kChunks; ch += 32) {
+        const int kv = ch / C::kChunks, col = (ch % C::kChunks) * 8;
+        *reinterpret_cast<uint4*>(k_row + kv * kKeys * kStride + col) =
+            *reinterpret_cast<const uint4*>(new_kv_s + kv * kStride + col);
+      }
+      __syncwarp();
+    }
 
     // S^T = K Q^T: s[nt][e] is key key0 + g + 8 (e >> 1), head 8 nt + 2c + (e & 1).
     float s[kNTiles][4];
@@ -488,7 +572,8 @@ absl::Status Launch(const bf16* q, const bf16* k_cache, const bf16* v_cache,
                     const int32_t* positions, int64_t batch, int64_t heads, int64_t capacity,
                     int64_t kv_heads, const AttentionKernelParams& params,
                     const AttentionDecodeSplit& plan, void* workspace, bf16* out,
-                    cudaStream_t stream, bool positions_settled) {
+                    cudaStream_t stream, bool positions_settled,
+                    const AttentionDecodeRope& rope) {
   using C = DecodeConfig<kDim>;
   const size_t smem = C::SmemBytes(kNTiles);
   static const cudaError_t attribute_error =
@@ -512,7 +597,7 @@ absl::Status Launch(const bf16* q, const bf16* k_cache, const bf16* v_cache,
       PdlKernel::kAttentionDecode, AttentionDecodeKernel<kDim, kNTiles>, grid, dim3(C::kThreads), smem, stream, q, k_cache,
       v_cache, positions, heads, capacity, kv_heads, group, head_groups, params, splits, out,
       part_o, part_ml, counters, PdlTriggersEarly(PdlKernel::kAttentionDecode),
-      positions_settled));
+      positions_settled, rope));
   return absl::OkStatus();
 }
 
@@ -522,14 +607,14 @@ absl::Status LaunchForGroup(const bf16* q, const bf16* k_cache, const bf16* v_ca
                             int64_t capacity, int64_t kv_heads,
                             const AttentionKernelParams& params, const AttentionDecodeSplit& plan,
                             void* workspace, bf16* out, cudaStream_t stream,
-                            bool positions_settled) {
+                            bool positions_settled, const AttentionDecodeRope& rope) {
   // One n8 tile of heads when every head group fits in 8.
   if (heads / kv_heads <= 8) {
     return Launch<kDim, 1>(q, k_cache, v_cache, positions, batch, heads, capacity, kv_heads,
-                           params, plan, workspace, out, stream, positions_settled);
+                           params, plan, workspace, out, stream, positions_settled, rope);
   }
   return Launch<kDim, 2>(q, k_cache, v_cache, positions, batch, heads, capacity, kv_heads, params,
-                         plan, workspace, out, stream, positions_settled);
+                         plan, workspace, out, stream, positions_settled, rope);
 }
 
 }  // namespace
@@ -570,7 +655,8 @@ absl::Status LaunchAttentionDecode(const bf16* q, const bf16* k_cache, const bf1
                                    int64_t capacity, int64_t kv_heads, int64_t head_dim,
                                    const AttentionKernelParams& params,
                                    const AttentionDecodeSplit& plan, void* workspace, bf16* out,
-                                   cudaStream_t stream, bool positions_settled) {
+                                   cudaStream_t stream, bool positions_settled,
+                                   const AttentionDecodeRope& rope) {
   if (batch <= 0 || heads <= 0) return absl::OkStatus();
   if (kv_heads <= 0 || heads % kv_heads != 0) {
     return absl::InvalidArgumentError(
@@ -594,18 +680,33 @@ absl::Status LaunchAttentionDecode(const bf16* q, const bf16* k_cache, const bf1
     return absl::InvalidArgumentError(
         "attention decode: q, caches, out and workspace must be 16-byte aligned");
   }
+  if (rope.k_new != nullptr) {
+    if (rope.v_new == nullptr || rope.inv_freq == nullptr || rope.k_cache != k_cache ||
+        rope.v_cache != v_cache || rope.k_cache == nullptr || rope.v_cache == nullptr) {
+      return absl::InvalidArgumentError(
+          "attention decode: fused RoPE needs k_new, v_new, the inverse frequencies and the "
+          "caches attention reads");
+    }
+    if (rope.params.rotary_dim <= 0 || rope.params.rotary_dim % 2 != 0 ||
+        rope.params.rotary_dim > head_dim) {
+      return absl::InvalidArgumentError(absl::StrCat("attention decode: rotary_dim ",
+                                                     rope.params.rotary_dim,
+                                                     " must be even and in (0, head_dim ",
+                                                     head_dim, "]"));
+    }
+  }
   switch (head_dim) {
     case 64:
       return LaunchForGroup<64>(q, k_cache, v_cache, positions, batch, heads, capacity, kv_heads,
-                                params, plan, workspace, out, stream, positions_settled);
+                                params, plan, workspace, out, stream, positions_settled, rope);
     case 128:
       return LaunchForGroup<128>(q, k_cache, v_cache, positions, batch, heads, capacity,
                                  kv_heads, params, plan, workspace, out, stream,
-                                 positions_settled);
+                                 positions_settled, rope);
     case 256:
       return LaunchForGroup<256>(q, k_cache, v_cache, positions, batch, heads, capacity,
                                  kv_heads, params, plan, workspace, out, stream,
-                                 positions_settled);
+                                 positions_settled, rope);
     default:
       return absl::UnimplementedError(
           absl::StrCat("attention decode: head_dim ", head_dim, " (supported: 64, 128, 256)"));

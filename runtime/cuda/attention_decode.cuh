@@ -34,6 +34,21 @@ AttentionDecodeSplit PlanAttentionDecode(int64_t batch, int64_t heads, int64_t k
 size_t AttentionDecodeWorkspaceBytes(int64_t batch, int64_t heads, int64_t kv_heads,
                                      int64_t head_dim, int64_t splits);
 
+/// RoPE and the KV-cache write fused into decode attention (LaunchAttentionDecode's `rope`):
+/// q is given unrotated and rotated as the blocks load it; k_new and v_new [batch, kv_heads,
+/// head_dim] (the projections' output for the step's token) are rotated / copied into the
+/// caches at row positions[b] when it lies in [0, capacity), and straight into the shared
+/// memory of the blocks that attend over that row. The same bits as LaunchRopeAndCacheWrite
+/// then LaunchAttentionDecode, one launch fewer.
+struct AttentionDecodeRope {
+  const bf16* k_new = nullptr;  // null: q is rotated already and the caches are complete
+  const bf16* v_new = nullptr;
+  bf16* k_cache = nullptr;  // the caches attention reads (written at row positions[b])
+  bf16* v_cache = nullptr;
+  const float* inv_freq = nullptr;  // rotary_dim / 2 floats (UploadRopeInverseFrequencies)
+  RopeKernelParams params;
+};
+
 /// q [batch, heads, head_dim], caches [batch, capacity, kv_heads, head_dim], positions
 /// [batch] (the query's absolute position; keys j in [max(0, pos - window + 1), min(pos,
 /// capacity - 1)] are visible), out [batch, heads, head_dim]; cpu::Attention with seq = 1.
@@ -53,7 +68,8 @@ absl::Status LaunchAttentionDecode(const bf16* q, const bf16* k_cache, const bf1
                                    int64_t capacity, int64_t kv_heads, int64_t head_dim,
                                    const AttentionKernelParams& params,
                                    const AttentionDecodeSplit& plan, void* workspace, bf16* out,
-                                   cudaStream_t stream, bool positions_settled = false);
+                                   cudaStream_t stream, bool positions_settled = false,
+                                   const AttentionDecodeRope& rope = {});
 
 }  // namespace tessel::cuda
 

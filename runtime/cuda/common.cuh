@@ -24,6 +24,15 @@ struct AttentionKernelParams {
   float logit_softcap = 0.0f;  // 0: none; else s = cap * tanh(s / cap)
 };
 
+/// What RoPE needs besides the inverse-frequency table (rope.cuh); every scaling variant
+/// (default, linear, dynamic NTK, llama3, yarn) differs only in that table and in
+/// attention_factor.
+struct RopeKernelParams {
+  int64_t rotary_dim = 0;        // rotated features per head (even, <= head_dim, <= 1024)
+  bool interleaved = false;      // pairs (2i, 2i+1), else (i, i + rotary_dim / 2)
+  float attention_factor = 1.0f;  // yarn: cos and sin are multiplied by it
+};
+
 /// Bytes of global memory (the weights of a later kernel) that a kernel brings into L2 while
 /// it leaves HBM idle (IssueL2Prefetch, pdl.cuh). Empty: nothing.
 struct L2Prefetch {

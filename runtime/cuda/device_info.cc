@@ -113,6 +113,14 @@ int CarveoutPercent(PdlKernel family) {
   return percent[static_cast<unsigned>(family)];
 }
 
+bool FuseRopeIntoAttention() {
+  static const bool enabled = [] {
+    const char* env = std::getenv("TESSEL_FUSE_ROPE_ATTENTION");
+    return env == nullptr || std::strcmp(env, "0") != 0;
+  }();
+  return enabled;
+}
+
 bool L2PrefetchEnabled() {
   static const bool enabled = [] {
     const char* env = std::getenv("TESSEL_L2_PREFETCH");

@@ -34,6 +34,12 @@ bool PdlTriggersEarly(PdlKernel family);
 /// family=percent (for measurements of how the SMs' L1 size interacts with early launch).
 int CarveoutPercent(PdlKernel family);
 
+/// Whether decode attention takes RoPE and the KV-cache writes before it into its own launch
+/// (AttentionDecodeRope, attention_decode.cuh) when the plan allows: the environment's
+/// TESSEL_FUSE_ROPE_ATTENTION (read at the first call), "0" for off (measurements); on by
+/// default.
+bool FuseRopeIntoAttention();
+
 /// Whether a decode step brings the weights of the projection after attention (o_proj) into
 /// L2 from a parallel branch while RoPE and attention leave HBM idle (l2_prefetch.cuh, the
 /// CUDA executor): the environment's TESSEL_L2_PREFETCH (read at the first call), "0" for

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "runtime/cuda/cuda_status.h"
 #include "runtime/cuda/pdl.cuh"
+#include "runtime/cuda/rope_math.cuh"
 
 namespace tessel::cuda {
 namespace {
@@ -32,12 +33,12 @@ __device__ __forceinline__ void RotateHeads(const bf16* src, bf16* dst, int head
   const int half = rotary_dim / 2;
   for (int idx = threadIdx.x; idx < heads * half; idx += blockDim.x) {
     const int h = idx / half, i = idx - h * half;
-    const int a = h * head_dim + (interleaved ? 2 * i : i);
-    const int b = h * head_dim + (interleaved ? 2 * i + 1 : i + half);
+    int a, b;
+    RopePairFeatures(i, half, interleaved, a, b);
+    a += h * head_dim;
+    b += h * head_dim;
     const float xa = __bfloat162float(src[a]), xb = __bfloat162float(src[b]);
-    const float c = cos_table[i], s = sin_table[i];
-    dst[a] = __float2bfloat16_rn(__fsub_rn(__fmul_rn(xa, c), __fmul_rn(xb, s)));
-    dst[b] = __float2bfloat16_rn(__fadd_rn(__fmul_rn(xb, c), __fmul_rn(xa, s)));
+    RopeRotatePair(xa, xb, RopeCosSin{cos_table[i], sin_table[i]}, dst[a], dst[b]);
   }
   if (dst != src) {
     const int pass = head_dim - rotary_dim;
@@ -72,12 +73,9 @@ __global__ void __launch_bounds__(kThreads)
   const int rotated_end = q_heads + (kCache ? kv_heads : 0);  // heads past it are copies
   if (first < rotated_end) {
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
-      // fp32 product rounded once, as torch's inv_freq @ positions and cpu::Rope.
-      const float angle = __fmul_rn(static_cast<float>(position), inv_freq[i]);
-      float s, c;
-      sincosf(angle, &s, &c);
-      cos_table[i] = c * attention_factor;
-      sin_table[i] = s * attention_factor;
+      const RopeCosSin cs = RopeAngle(position, inv_freq[i], attention_factor);
+      cos_table[i] = cs.c;
+      sin_table[i] = cs.s;
     }
     __syncthreads();
   }

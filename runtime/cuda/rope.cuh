@@ -13,14 +13,6 @@
 
 namespace tessel::cuda {
 
-/// What the kernel needs besides the inverse-frequency table; every scaling variant (default,
-/// linear, dynamic NTK, llama3, yarn) differs only in that table and in attention_factor.
-struct RopeKernelParams {
-  int64_t rotary_dim = 0;        // rotated features per head (even, <= head_dim, <= 1024)
-  bool interleaved = false;      // pairs (2i, 2i+1), else (i, i + rotary_dim / 2)
-  float attention_factor = 1.0f;  // yarn: cos and sin are multiplied by it
-};
-
 /// The kernel parameters of a CPU RopeParams (the same rules as cpu::Rope).
 RopeKernelParams MakeRopeKernelParams(const cpu::RopeParams& params);
 

@@ -860,6 +860,51 @@ TEST(CudaKernels, AttentionDecode) {
       }
       previous = got;
     }
+
+    // RoPE and the cache write fused (the executor's decode step): q unrotated, each
+    // sequence's new key and value at its position. The same bits as RoPE's kernel followed
+    // by this attention, in the output and in both caches, with positions read late and
+    // early. Rotary variants: full (head_dim 128), partial (64: 32 rotated features),
+    // interleaved with yarn's attention factor (256).
+    cpu::RopeParams rp;
+    rp.theta = 500000.0;
+    rp.rotary_dim = c.head_dim == 64 ? 32 : c.head_dim;
+    if (c.head_dim == 256) {
+      rp.interleaved = true;
+      rp.scaling = cpu::RopeScalingKind::kYarn;
+      rp.factor = 4.0;
+      rp.original_max_position = 4096;
+      rp.attention_factor = 0.1 * std::log(4.0) + 1.0;
+    }
+    const RopeKernelParams rkp = MakeRopeKernelParams(rp);
+    DeviceBuffer<float> inv_freq(rp.rotary_dim / 2);
+    ASSERT_STATUS_OK(UploadRopeInverseFrequencies(rp, c.capacity, inv_freq.get()));
+    DeviceBuffer<bf16> q_raw(ToBf16(RoundBf16(RandomFloats(q.size(), rng)))), q_rot(q.size());
+    DeviceBuffer<bf16> k_new(ToBf16(RoundBf16(RandomFloats(batch * row, rng))));
+    DeviceBuffer<bf16> v_new(ToBf16(RoundBf16(RandomFloats(batch * row, rng))));
+    DeviceBuffer<bf16> k_ref(ToBf16(k)), v_ref(ToBf16(v)), k_fused(ToBf16(k)), v_fused(ToBf16(v));
+    DeviceBuffer<bf16> out_ref(q.size()), out_fused(q.size());
+    ASSERT_STATUS_OK(LaunchRopeAndCacheWrite(q_raw.get(), q_rot.get(), k_new.get(), v_new.get(),
+                                             pos_d.get(), batch, 1, c.heads, c.kv_heads,
+                                             c.head_dim, inv_freq.get(), rkp, k_ref.get(),
+                                             v_ref.get(), c.capacity, nullptr, nullptr));
+    ASSERT_STATUS_OK(LaunchAttentionDecode(q_rot.get(), k_ref.get(), v_ref.get(), pos_d.get(),
+                                           batch, c.heads, c.capacity, c.kv_heads, c.head_dim,
+                                           kp, plan, workspace.get(), out_ref.get(), nullptr));
+    const std::vector<uint16_t> want = AsBits(out_ref.Download());
+    const AttentionDecodeRope fused{k_new.get(), v_new.get(), k_fused.get(), v_fused.get(),
+                                    inv_freq.get(), rkp};
+    for (const bool settled : {false, true}) {
+      SCOPED_TRACE(settled ? "fused RoPE, settled positions" : "fused RoPE");
+      out_fused.Poison();
+      ASSERT_STATUS_OK(LaunchAttentionDecode(q_raw.get(), k_fused.get(), v_fused.get(),
+                                             pos_d.get(), batch, c.heads, c.capacity,
+                                             c.kv_heads, c.head_dim, kp, plan, workspace.get(),
+                                             out_fused.get(), nullptr, settled, fused));
+      EXPECT_EQ(AsBits(out_fused.Download()), want) << "fused RoPE: attention output differs";
+      EXPECT_EQ(AsBits(k_fused.Download()), AsBits(k_ref.Download())) << "K cache differs";
+      EXPECT_EQ(AsBits(v_fused.Download()), AsBits(v_ref.Download())) << "V cache differs";
+    }
     ASSERT_CUDA_OK(cudaGetLastError());
   }
 }
@@ -912,6 +957,23 @@ TEST(CudaKernels, AttentionDecodeRejects) {
                                   nullptr)
                 .code(),
             absl::StatusCode::kUnimplemented);  // head_dim 96
+  AttentionDecodeRope rope;
+  rope.k_new = p;
+  rope.v_new = p;
+  rope.inv_freq = reinterpret_cast<const float*>(p);
+  rope.k_cache = p + 64;  // not the cache attention reads
+  rope.v_cache = p;
+  rope.params.rotary_dim = 128;
+  EXPECT_EQ(LaunchAttentionDecode(p, p, p, pos.get(), 1, 32, 8192, 8, 128, kp, plan, p, p,
+                                  nullptr, false, rope)
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  rope.k_cache = p;
+  rope.params.rotary_dim = 130;
+  EXPECT_EQ(LaunchAttentionDecode(p, p, p, pos.get(), 1, 32, 8192, 8, 128, kp, plan, p, p,
+                                  nullptr, false, rope)
+                .code(),
+            absl::StatusCode::kInvalidArgument);  // rotary_dim > head_dim
   AttentionDecodeSplit too_many = plan;
   too_many.splits = 100000;
   EXPECT_EQ(LaunchAttentionDecode(p, p, p, pos.get(), 1, 32, 8192, 8, 128, kp, too_many, p, p,
