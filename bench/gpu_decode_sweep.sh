@@ -10,7 +10,8 @@
 # The runtime's measurement switches (runtime/cuda/device_info.h), families skinny_gemm, rope,
 # attention_decode: TESSEL_PDL (0, 1 or a family list: launched with programmatic dependent
 # launch; default all), TESSEL_PDL_LATE (families that signal their dependents at exit instead
-# of at start; default attention_decode), TESSEL_CARVEOUT (family=percent,...: preferred
+# of at start; default attention_decode, which still signals early before a TMA projection
+# unless TESSEL_PDL_LATE is set), TESSEL_CARVEOUT (family=percent,...: preferred
 # shared-memory carveout; default the driver's choice), TESSEL_SKINNY_PRELOAD=0 (the skinny
 # GEMM's first weight loads after griddepcontrol.wait instead of before),
 # TESSEL_SKINNY_KERNEL=registers|tma (one skinny GEMM kernel for every projection; default

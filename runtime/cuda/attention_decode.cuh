@@ -63,13 +63,18 @@ struct AttentionDecodeRope {
 /// a step's input, copied in before its kernels, and only the kernel right before this one
 /// writes the cache, at the positions): the kernel then reads them, and loads its first K/V
 /// tiles, before waiting for the previous kernel (PdlWait). Otherwise everything is read after.
+/// The kernel lets its dependents launch at its exit (PdlTriggersEarly): started early they
+/// would run under its shared-memory carveout, a small L1; `next_in_shared_memory` says that
+/// the next kernel does not rely on L1 (the TMA skinny GEMM stages x in shared memory), and it
+/// then signals at its start (unless TESSEL_PDL_LATE is set: measurements).
 absl::Status LaunchAttentionDecode(const bf16* q, const bf16* k_cache, const bf16* v_cache,
                                    const int32_t* positions, int64_t batch, int64_t heads,
                                    int64_t capacity, int64_t kv_heads, int64_t head_dim,
                                    const AttentionKernelParams& params,
                                    const AttentionDecodeSplit& plan, void* workspace, bf16* out,
                                    cudaStream_t stream, bool positions_settled = false,
-                                   const AttentionDecodeRope& rope = {});
+                                   const AttentionDecodeRope& rope = {},
+                                   bool next_in_shared_memory = false);
 
 }  // namespace tessel::cuda
 

@@ -95,6 +95,11 @@ bool PdlTriggersEarly(PdlKernel family) {
   return ((late >> static_cast<unsigned>(family)) & 1u) == 0;
 }
 
+bool PdlLateIsDefault() {
+  static const bool unset = std::getenv("TESSEL_PDL_LATE") == nullptr;
+  return unset;
+}
+
 int CarveoutPercent(PdlKernel family) {
   static const std::array<int, std::size(kFamilyNames)> percent = []() {
     std::array<int, std::size(kFamilyNames)> result = {-1, -1, -1};

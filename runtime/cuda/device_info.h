@@ -28,6 +28,10 @@ bool PdlEnabled(PdlKernel family);
 /// projections after it must not start under its shared-memory carveout).
 bool PdlTriggersEarly(PdlKernel family);
 
+/// True when TESSEL_PDL_LATE is unset, i.e. PdlTriggersEarly gives the built-in defaults and
+/// a launcher may refine them (decode attention signals early before the TMA projection).
+bool PdlLateIsDefault();
+
 /// The shared-memory carveout (percent of the unified L1/shared storage, 0-100) that launches
 /// of `family` through LaunchDependent ask for, or -1 to leave the driver's choice: the
 /// environment's TESSEL_CARVEOUT (read at the first call), a comma-separated list of

@@ -223,6 +223,7 @@ class StepBuilder {
   // instructions were consumed.
   absl::StatusOr<int> Build(uint32_t n, std::vector<Step>& steps) {
     inst_ = entry_.instructions()->Get(n);
+    at_ = n;
     where_ = absl::StrCat("entry point '", entry_.name()->str(), "' instruction #", n, " (",
                           plan::EnumNameOpCode(inst_->op()), ")");
     const int operands = static_cast<int>(inst_->operands()->size());
@@ -366,6 +367,26 @@ class StepBuilder {
       return {w.data, std::min<uint64_t>(w.bytes(), L2PrefetchLimitBytes()) / 16 * 16};
     }
     return {};
+  }
+
+  // Whether the first Matmul within a few instructions after n runs on the TMA skinny GEMM,
+  // which stages its activations in shared memory and so does not need a large L1 (decode
+  // attention may then let it launch early: LaunchAttentionDecode).
+  bool NextProjectionInSharedMemory(uint32_t n) const {
+    constexpr uint32_t kLookahead = 4;
+    const auto* list = entry_.instructions();
+    for (uint32_t i = n + 1; i < list->size() && i <= n + kLookahead; ++i) {
+      if (list->Get(i)->op() != OpCode::Matmul) continue;
+      const plan::Instruction* in = SkinnyMatmulAt(i);
+      if (in == nullptr) return false;
+      const Buffer &x = buffers_[in->operands()->Get(0)], &w = buffers_[in->operands()->Get(1)];
+      SkinnyGemmArgs args;
+      args.k = w.dim(1);
+      args.m = x.elements / args.k;
+      args.n[0] = w.dim(0);
+      return ResolveSkinnyKernel(args) == SkinnyKernel::kTma;
+    }
+    return false;
   }
 
   const bf16* BiasOf(const plan::Instruction* in) const {
@@ -843,6 +864,7 @@ class StepBuilder {
         fused.prefetch = prefetch;
         fused.prefetch_blocks = prefetch_blocks;
         inst_ = att;
+        at_ = n + 4;
         where_ = absl::StrCat("entry point '", entry_.name()->str(), "' instruction #", n + 4,
                               " (Attention, with RoPE and the cache writes of #", n, "-#", n + 3,
                               ")");
@@ -1291,6 +1313,7 @@ class StepBuilder {
         pos_value = entry_.values()->Get(pos_value)->base();
       }
       const bool settled = entry_.values()->Get(pos_value)->kind() == ValueKind::Input;
+      const bool next_smem = NextProjectionInSharedMemory(at_);
       if (fused != nullptr) {
         const FusedRope f = *fused;
         return Step([=](cudaStream_t s) -> absl::Status {
@@ -1300,12 +1323,13 @@ class StepBuilder {
             TESSEL_RETURN_IF_ERROR(LaunchL2Prefetch(f.prefetch, f.prefetch_blocks, f.side));
           }
           return LaunchAttentionDecode(f.q_raw, kp, vp, pos, batch, heads, kv_len, kv_heads,
-                                       dim, params, split, workspace, o, s, settled, f.rope);
+                                       dim, params, split, workspace, o, s, settled, f.rope,
+                                       next_smem);
         });
       }
       return Step([=](cudaStream_t s) {
         return LaunchAttentionDecode(qp, kp, vp, pos, batch, heads, kv_len, kv_heads, dim,
-                                     params, split, workspace, o, s, settled);
+                                     params, split, workspace, o, s, settled, {}, next_smem);
       });
     }
     return Step([=](cudaStream_t s) {
@@ -1325,6 +1349,7 @@ class StepBuilder {
   const GeneratedKernels* generated_;
   SideBranch& side_;
   const plan::Instruction* inst_ = nullptr;
+  uint32_t at_ = 0;  // inst_'s index
   std::string where_;
 };
 

@@ -335,6 +335,8 @@ absl::Status Launch(const Params& p, int grid, int m, int occupancy, cudaStream_
   return absl::OkStatus();
 }
 
+}  // namespace
+
 // SkinnyKernel::kAuto resolved: TESSEL_SKINNY_KERNEL=registers|tma when set (tma only where
 // the GPU has it), else the TMA kernel for more than 8 rows on sm_90, the register kernel
 // otherwise. Measured on the H100 (docs/performance.md, fifth round): alone, the TMA kernel
@@ -344,7 +346,7 @@ absl::Status Launch(const Params& p, int grid, int m, int occupancy, cudaStream_
 // CTAs starting on SMs configured for the TMA kernel's shared memory run with a small L1 (b16
 // 6.72-6.94 ms with o_proj/down or more on registers). An explicit kTma stays kTma (and
 // fails to launch without sm_90).
-SkinnyKernel ChooseKernel(const SkinnyGemmArgs& args) {
+SkinnyKernel ResolveSkinnyKernel(const SkinnyGemmArgs& args) {
   if (args.kernel != SkinnyKernel::kAuto) return args.kernel;
   static const SkinnyKernel forced = [] {
     const char* env = std::getenv("TESSEL_SKINNY_KERNEL");
@@ -367,8 +369,6 @@ SkinnyKernel ChooseKernel(const SkinnyGemmArgs& args) {
   return args.m > 8 && SkinnyGemmTmaTiles(args) >= min_tiles ? SkinnyKernel::kTma
                                                             : SkinnyKernel::kRegisters;
 }
-
-}  // namespace
 
 bool SkinnyGemmSupports(int64_t m, int64_t k) {
   return m >= 1 && m <= kSkinnyMaxRows && k > 0 && k % kChunk == 0 && k <= (int64_t{1} << 30);
@@ -409,7 +409,7 @@ absl::Status LaunchSkinnyGemm(const SkinnyGemmArgs& args, cudaStream_t stream) {
           "skinny gemm: weight ", i, " has n = ", args.n[i], " or a null/unaligned pointer"));
     }
   }
-  if (ChooseKernel(args) == SkinnyKernel::kTma) return LaunchSkinnyGemmTma(args, stream);
+  if (ResolveSkinnyKernel(args) == SkinnyKernel::kTma) return LaunchSkinnyGemmTma(args, stream);
   Params p = {};
   p.x = args.x;
   p.m = static_cast<int>(args.m);

@@ -65,6 +65,10 @@ struct SkinnyGemmArgs {
 /// of 64. Larger m belongs to cuBLASLt (the weights are then read once per 16 rows anyway).
 bool SkinnyGemmSupports(int64_t m, int64_t k);
 
+/// The kernel LaunchSkinnyGemm runs `args` with: args.kernel, or for kAuto the measured
+/// choice (TESSEL_SKINNY_KERNEL overrides it): the TMA kernel on sm_90 for more than 8 rows.
+SkinnyKernel ResolveSkinnyKernel(const SkinnyGemmArgs& args);
+
 /// Enqueues the projection(s); errors name the argument that is wrong.
 absl::Status LaunchSkinnyGemm(const SkinnyGemmArgs& args, cudaStream_t stream);
 
