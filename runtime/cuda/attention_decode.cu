@@ -48,8 +48,10 @@
 //   is last: each thread merges its head's splits for 4 features with a running max, loads 16
 //   splits at a time), writes the output and resets the counter to 0 for the next launch. The
 //   workspace is zeroed once when allocated (attention_decode.cuh).
-// - Programmatic dependent launch (pdl.cuh): every block triggers its dependents at its start
-//   and waits for the previous kernel before it reads positions, q or the caches.
+// - Programmatic dependent launch (pdl.cuh): the blocks let the next kernel launch at their
+//   exit (PdlTriggersEarly), or at their start when that kernel does not rely on a large L1
+//   (LaunchAttentionDecode's next_in_shared_memory), and wait for the previous kernel before
+//   they read what it wrote (see positions_settled).
 // - Fused RoPE (AttentionDecodeRope, the executor's decode step of up to 16 sequences): q
 //   comes unrotated and each block rotates its heads into Q's shared rows (rope_math.cuh, the
 //   arithmetic of rope.cu: the same bits) while its first K/V tiles are in flight. The block
@@ -74,6 +76,7 @@
 #include "runtime/cuda/device_info.h"
 #include "runtime/cuda/mma.cuh"
 #include "runtime/cuda/pdl.cuh"
+#include "runtime/cuda/rope.cuh"
 #include "runtime/cuda/rope_math.cuh"
 
 namespace tessel::cuda {
@@ -135,7 +138,8 @@ __global__ void __launch_bounds__(DecodeConfig<kDim>::kThreads)
   bf16* new_kv_s = tiles + kWarps * kStages * C::kStageElems;  // fused RoPE: [K, V][kStride]
 
   // By default the projection after this kernel starts only at its exit (PdlTriggersEarly):
-  // started early, its CTAs would run under this kernel's shared-memory carveout (small L1).
+  // started early, its CTAs would run under this kernel's shared-memory carveout (small L1);
+  // the launcher sets trigger_early when that does not matter to it.
   if (trigger_early) PdlLaunchDependents();
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, c = lane & 3;  // fragment row (and row + 8), column pair
@@ -695,12 +699,8 @@ absl::Status LaunchAttentionDecode(const bf16* q, const bf16* k_cache, const bf1
           "attention decode: fused RoPE needs k_new, v_new, the inverse frequencies and the "
           "caches attention reads");
     }
-    if (rope.params.rotary_dim <= 0 || rope.params.rotary_dim % 2 != 0 ||
-        rope.params.rotary_dim > head_dim) {
-      return absl::InvalidArgumentError(absl::StrCat("attention decode: rotary_dim ",
-                                                     rope.params.rotary_dim,
-                                                     " must be even and in (0, head_dim ",
-                                                     head_dim, "]"));
+    if (absl::Status status = CheckRopeKernelParams(head_dim, rope.params); !status.ok()) {
+      return status;
     }
   }
   switch (head_dim) {

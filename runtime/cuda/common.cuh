@@ -33,8 +33,8 @@ struct RopeKernelParams {
   float attention_factor = 1.0f;  // yarn: cos and sin are multiplied by it
 };
 
-/// Bytes of global memory (the weights of a later kernel) that a kernel brings into L2 while
-/// it leaves HBM idle (IssueL2Prefetch, pdl.cuh). Empty: nothing.
+/// Bytes of global memory (the weights of a later kernel) to bring into L2 ahead of it
+/// (LaunchL2Prefetch, l2_prefetch.cuh). Empty: nothing.
 struct L2Prefetch {
   const void* data = nullptr;  // 16-byte aligned
   uint64_t bytes = 0;          // rounded down to a multiple of 16

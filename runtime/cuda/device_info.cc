@@ -30,6 +30,20 @@ int MultiprocessorCount() {
   return count;
 }
 
+int ComputeCapabilityMajor() {
+  static const int major = [] {
+    int device = 0, value = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&value, cudaDevAttrComputeCapabilityMajor, device) !=
+            cudaSuccess) {
+      cudaGetLastError();
+      return 0;
+    }
+    return value;
+  }();
+  return major;
+}
+
 bool DeviceIsSm90() {
   int device = 0, major = 0, minor = 0;
   if (cudaGetDevice(&device) != cudaSuccess ||
@@ -60,13 +74,7 @@ unsigned FamilyMask(absl::string_view list) {
 
 bool PdlEnabled(PdlKernel family) {
   static const unsigned enabled = []() -> unsigned {
-    int device = 0, major = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
-      cudaGetLastError();
-      return 0;
-    }
-    if (major < 9) return 0;
+    if (ComputeCapabilityMajor() < 9) return 0;
     // Default: every family. The skinny GEMM under PDL once measured 0.9 ms (batch 1) and
     // 2.3 ms (batch 16) slower per Llama-3-8B step: its CTAs, launched early into SMs still
     // running decode attention, ran under attention's shared-memory carveout (212 KiB of

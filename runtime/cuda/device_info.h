@@ -9,6 +9,10 @@ namespace tessel::cuda {
 /// fails), cached: launchers size their grids with it.
 int MultiprocessorCount();
 
+/// The compute capability major of the device current at the first call (0 when the query
+/// fails), cached.
+int ComputeCapabilityMajor();
+
 /// True when the current device is compute capability 9.0 (where the sm_90a code runs).
 bool DeviceIsSm90();
 

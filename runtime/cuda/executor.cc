@@ -167,6 +167,22 @@ struct SideBranch {
   }
 };
 
+// An L2 prefetch on the side branch, forked from the session's stream where a step issues
+// it (nothing when `event` is null).
+struct L2PrefetchFork {
+  cudaEvent_t event = nullptr;
+  cudaStream_t side = nullptr;
+  L2Prefetch range;
+  int blocks = 0;
+
+  absl::Status Issue(cudaStream_t s) const {
+    if (event == nullptr) return absl::OkStatus();
+    TESSEL_CUDA_RETURN_IF_ERROR(cudaEventRecord(event, s));
+    TESSEL_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side, event, 0));
+    return LaunchL2Prefetch(range, blocks, side);
+  }
+};
+
 // One entry point bound for one call shape: arena, input buffers, steps, captured graph.
 struct CudaSession::Bound {
   int64_t batch = 0, seq = 0;
@@ -352,41 +368,42 @@ class StepBuilder {
     return in;
   }
 
+  // The index of the first Matmul among the `lookahead` instructions after n, or -1.
+  int64_t NextMatmul(uint32_t n, uint32_t lookahead) const {
+    const auto* list = entry_.instructions();
+    for (uint32_t i = n + 1; i < list->size() && i <= n + lookahead; ++i) {
+      if (list->Get(i)->op() == OpCode::Matmul) return i;
+    }
+    return -1;
+  }
+
   // The first bytes (up to L2PrefetchLimitBytes) of the weights of the first Matmul within a
   // few instructions after n: o_proj, after the attention prologue at n. Empty when the L2
   // prefetch is off or unavailable, or no such Matmul follows.
   L2Prefetch NextWeightsPrefetch(uint32_t n) const {
-    constexpr uint32_t kLookahead = 8;
     if (!L2PrefetchEnabled() || !L2PrefetchAvailable()) return {};
-    const auto* list = entry_.instructions();
-    for (uint32_t i = n + 1; i < list->size() && i <= n + kLookahead; ++i) {
-      const plan::Instruction* in = list->Get(i);
-      if (in->op() != OpCode::Matmul || in->operands()->size() < 2) continue;
-      const Buffer& w = buffers_[in->operands()->Get(1)];
-      if (w.data == nullptr || !Aligned16(w.data)) return {};
-      return {w.data, std::min<uint64_t>(w.bytes(), L2PrefetchLimitBytes()) / 16 * 16};
-    }
-    return {};
+    const int64_t i = NextMatmul(n, 8);
+    if (i < 0) return {};
+    const plan::Instruction* in = entry_.instructions()->Get(i);
+    if (in->operands()->size() < 2) return {};
+    const Buffer& w = buffers_[in->operands()->Get(1)];
+    if (w.data == nullptr || !Aligned16(w.data)) return {};
+    return {w.data, std::min<uint64_t>(w.bytes(), L2PrefetchLimitBytes()) / 16 * 16};
   }
 
   // Whether the first Matmul within a few instructions after n runs on the TMA skinny GEMM,
   // which stages its activations in shared memory and so does not need a large L1 (decode
   // attention may then let it launch early: LaunchAttentionDecode).
   bool NextProjectionInSharedMemory(uint32_t n) const {
-    constexpr uint32_t kLookahead = 4;
-    const auto* list = entry_.instructions();
-    for (uint32_t i = n + 1; i < list->size() && i <= n + kLookahead; ++i) {
-      if (list->Get(i)->op() != OpCode::Matmul) continue;
-      const plan::Instruction* in = SkinnyMatmulAt(i);
-      if (in == nullptr) return false;
-      const Buffer &x = buffers_[in->operands()->Get(0)], &w = buffers_[in->operands()->Get(1)];
-      SkinnyGemmArgs args;
-      args.k = w.dim(1);
-      args.m = x.elements / args.k;
-      args.n[0] = w.dim(0);
-      return ResolveSkinnyKernel(args) == SkinnyKernel::kTma;
-    }
-    return false;
+    const int64_t i = NextMatmul(n, 4);
+    const plan::Instruction* in = i < 0 ? nullptr : SkinnyMatmulAt(i);
+    if (in == nullptr) return false;
+    const Buffer &x = buffers_[in->operands()->Get(0)], &w = buffers_[in->operands()->Get(1)];
+    SkinnyGemmArgs args;
+    args.k = w.dim(1);
+    args.m = x.elements / args.k;
+    args.n[0] = w.dim(0);
+    return ResolveSkinnyKernel(args) == SkinnyKernel::kTma;
   }
 
   const bf16* BiasOf(const plan::Instruction* in) const {
@@ -826,16 +843,14 @@ class StepBuilder {
     // 5.47 ms; at batch 16 (TMA projections) 5.87 either way, 5.94 with all 32 MiB; batch 64
     // 7.38 -> 7.57 with all. Not at prefill, whose projections are compute bound.
     constexpr int64_t kL2PrefetchMaxTokens = 8;
-    const L2Prefetch prefetch = seq == 1 && tokens_ <= kL2PrefetchMaxTokens
-                                    ? NextWeightsPrefetch(n + 3)
-                                    : L2Prefetch{};
-    cudaEvent_t fork = nullptr;
-    cudaStream_t side = nullptr;
-    if (prefetch.bytes > 0) {
-      TESSEL_ASSIGN_OR_RETURN(fork, side_.NewEvent());
-      side = side_.stream;
+    L2PrefetchFork prefetch;
+    prefetch.range = seq == 1 && tokens_ <= kL2PrefetchMaxTokens ? NextWeightsPrefetch(n + 3)
+                                                                 : L2Prefetch{};
+    if (prefetch.range.bytes > 0) {
+      TESSEL_ASSIGN_OR_RETURN(prefetch.event, side_.NewEvent());
+      prefetch.side = side_.stream;
+      prefetch.blocks = L2PrefetchBlocks();
     }
-    const int prefetch_blocks = L2PrefetchBlocks();
 
     // Decode of up to 16 sequences: the attention right after, when it alone reads the rotated
     // q, takes the whole prologue (attention_decode.cuh's AttentionDecodeRope): one launch
@@ -859,10 +874,7 @@ class StepBuilder {
         FusedRope fused;
         fused.q_raw = qp;
         fused.rope = AttentionDecodeRope{kp, vp, kc, vc, inv, kq};
-        fused.fork = fork;
-        fused.side = side;
         fused.prefetch = prefetch;
-        fused.prefetch_blocks = prefetch_blocks;
         inst_ = att;
         at_ = n + 4;
         where_ = absl::StrCat("entry point '", entry_.name()->str(), "' instruction #", n + 4,
@@ -874,11 +886,7 @@ class StepBuilder {
       }
     }
     steps.push_back([=](cudaStream_t s) -> absl::Status {
-      if (fork != nullptr) {
-        TESSEL_CUDA_RETURN_IF_ERROR(cudaEventRecord(fork, s));
-        TESSEL_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side, fork, 0));
-        TESSEL_RETURN_IF_ERROR(LaunchL2Prefetch(prefetch, prefetch_blocks, side));
-      }
+      TESSEL_RETURN_IF_ERROR(prefetch.Issue(s));
       return LaunchRopeAndCacheWrite(qp, qo, kp, vp, pos, batch, seq, q_heads, kv_heads,
                                      head_dim, inv, kq, kc, vc, capacity, nullptr, s);
     });
@@ -1264,10 +1272,7 @@ class StepBuilder {
   struct FusedRope {
     const bf16* q_raw = nullptr;
     AttentionDecodeRope rope;
-    cudaEvent_t fork = nullptr;  // the L2 prefetch branch forked before the launch
-    cudaStream_t side = nullptr;
-    L2Prefetch prefetch;
-    int prefetch_blocks = 0;
+    L2PrefetchFork prefetch;  // issued before the launch
   };
 
   absl::StatusOr<Step> Attention(const FusedRope* fused = nullptr) {
@@ -1317,11 +1322,7 @@ class StepBuilder {
       if (fused != nullptr) {
         const FusedRope f = *fused;
         return Step([=](cudaStream_t s) -> absl::Status {
-          if (f.fork != nullptr) {
-            TESSEL_CUDA_RETURN_IF_ERROR(cudaEventRecord(f.fork, s));
-            TESSEL_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(f.side, f.fork, 0));
-            TESSEL_RETURN_IF_ERROR(LaunchL2Prefetch(f.prefetch, f.prefetch_blocks, f.side));
-          }
+          TESSEL_RETURN_IF_ERROR(f.prefetch.Issue(s));
           return LaunchAttentionDecode(f.q_raw, kp, vp, pos, batch, heads, kv_len, kv_heads,
                                        dim, params, split, workspace, o, s, settled, f.rope,
                                        next_smem);

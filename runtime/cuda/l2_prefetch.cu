@@ -33,18 +33,7 @@ __global__ void __launch_bounds__(32) L2PrefetchKernel(L2Prefetch range) {
 
 }  // namespace
 
-bool L2PrefetchAvailable() {
-  static const bool available = [] {
-    int device = 0, major = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
-      cudaGetLastError();
-      return false;
-    }
-    return major >= 9;
-  }();
-  return available;
-}
+bool L2PrefetchAvailable() { return ComputeCapabilityMajor() >= 9; }
 
 absl::Status LaunchL2Prefetch(const L2Prefetch& range, int blocks, cudaStream_t stream) {
   if (range.bytes < 16) return absl::OkStatus();

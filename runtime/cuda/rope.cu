@@ -119,7 +119,9 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-absl::Status CheckParams(int64_t head_dim, const RopeKernelParams& params) {
+}  // namespace
+
+absl::Status CheckRopeKernelParams(int64_t head_dim, const RopeKernelParams& params) {
   if (params.rotary_dim <= 0 || params.rotary_dim % 2 != 0 || params.rotary_dim > head_dim ||
       params.rotary_dim > 4096) {
     return absl::InvalidArgumentError(absl::StrCat("rope: rotary_dim ", params.rotary_dim,
@@ -128,8 +130,6 @@ absl::Status CheckParams(int64_t head_dim, const RopeKernelParams& params) {
   }
   return absl::OkStatus();
 }
-
-}  // namespace
 
 RopeKernelParams MakeRopeKernelParams(const cpu::RopeParams& params) {
   RopeKernelParams out;
@@ -153,7 +153,7 @@ absl::Status LaunchRope(const bf16* x, const int32_t* positions, int64_t tokens,
                         int64_t head_dim, const float* inv_freq, const RopeKernelParams& params,
                         bf16* out, cudaStream_t stream) {
   if (tokens <= 0) return absl::OkStatus();
-  if (absl::Status status = CheckParams(head_dim, params); !status.ok()) return status;
+  if (absl::Status status = CheckRopeKernelParams(head_dim, params); !status.ok()) return status;
   const size_t smem = params.rotary_dim * sizeof(float);
   const dim3 grid(static_cast<unsigned>(tokens),
                   static_cast<unsigned>(CeilDiv(heads, kHeadsPerBlock)));
@@ -172,7 +172,7 @@ absl::Status LaunchRopeAndCacheWrite(const bf16* q, bf16* q_out, const bf16* k, 
                                      bf16* k_cache, bf16* v_cache, int64_t capacity,
                                      int32_t* bad_position, cudaStream_t stream) {
   if (batch * seq <= 0) return absl::OkStatus();
-  if (absl::Status status = CheckParams(head_dim, params); !status.ok()) return status;
+  if (absl::Status status = CheckRopeKernelParams(head_dim, params); !status.ok()) return status;
   if (head_dim % 8 == 0 &&
       (!Aligned16(v) || !Aligned16(v_cache))) {
     return absl::InvalidArgumentError("rope: v and v_cache must be 16-byte aligned");

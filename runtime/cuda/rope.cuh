@@ -13,6 +13,9 @@
 
 namespace tessel::cuda {
 
+/// OK when `params` fit heads of `head_dim` features: rotary_dim even, in (0, head_dim].
+absl::Status CheckRopeKernelParams(int64_t head_dim, const RopeKernelParams& params);
+
 /// The kernel parameters of a CPU RopeParams (the same rules as cpu::Rope).
 RopeKernelParams MakeRopeKernelParams(const cpu::RopeParams& params);
 

@@ -492,29 +492,34 @@ int Main() {
       const double bytes = 2.0 * (weight_elems + m * s.k) +
                            m * out_elems * (s.f32 ? 4.0 : 2.0) *
                                (s.epilogue == SkinnyEpilogue::kAddResidual ? 2.0 : 1.0);
+      // The projection on weight copy i, the kernel left to the default choice.
+      const auto args_for = [&](int i) {
+        SkinnyGemmArgs args;
+        args.x = x;
+        args.m = m;
+        args.k = s.k;
+        args.weights = static_cast<int>(s.n.size());
+        for (size_t j = 0; j < s.n.size(); ++j) {
+          args.w[j] = w[i][j];
+          args.n[j] = s.n[j];
+          args.out[j] = outs[j];
+        }
+        args.epilogue = s.epilogue;
+        args.residual = static_cast<const bf16*>(outs[0]);
+        args.out_f32 = s.f32;
+        args.norm_weight = norm_weight;
+        args.norm_eps = 1e-5f;
+        return args;
+      };
       // The register kernel at 1 and 2 CTAs/SM; TMA (sm_90) with k split over 1, 2, 4 CTAs.
       for (int variant : {1, 2, 3, 4, 5}) {
         if (variant >= 3 && !SkinnyGemmTmaAvailable()) continue;
         const int occupancy = variant < 3 ? variant : 0;
         const double us = TimeUs(copies, [&](int i) {
-          SkinnyGemmArgs args;
-          args.x = x;
-          args.m = m;
-          args.k = s.k;
-          args.weights = static_cast<int>(s.n.size());
-          for (size_t j = 0; j < s.n.size(); ++j) {
-            args.w[j] = w[i][j];
-            args.n[j] = s.n[j];
-            args.out[j] = outs[j];
-          }
-          args.epilogue = s.epilogue;
-          args.residual = static_cast<const bf16*>(outs[0]);
-          args.out_f32 = s.f32;
+          SkinnyGemmArgs args = args_for(i);
           args.occupancy = occupancy;
           args.kernel = variant >= 3 ? SkinnyKernel::kTma : SkinnyKernel::kRegisters;
           args.split = variant >= 3 ? 1 << (variant - 3) : 0;
-          args.norm_weight = norm_weight;
-          args.norm_eps = 1e-5f;
           CHECK_OK(LaunchSkinnyGemm(args, g_stream));
         });
         rows.push_back({variant >= 3 ? absl::StrCat("skinny_gemm tma split", 1 << (variant - 3))
@@ -525,24 +530,8 @@ int Main() {
       // The same weights every launch (L2-resident as far as they fit): what reading them
       // from L2 instead of HBM would give (the default kernel choice).
       if (s.epilogue == SkinnyEpilogue::kAddResidual || s.norm) {
-        const double us = TimeUs(1, [&](int) {
-          SkinnyGemmArgs args;
-          args.x = x;
-          args.m = m;
-          args.k = s.k;
-          args.weights = static_cast<int>(s.n.size());
-          for (size_t j = 0; j < s.n.size(); ++j) {
-            args.w[j] = w[0][j];
-            args.n[j] = s.n[j];
-            args.out[j] = outs[j];
-          }
-          args.epilogue = s.epilogue;
-          args.residual = static_cast<const bf16*>(outs[0]);
-          args.out_f32 = s.f32;
-          args.norm_weight = norm_weight;
-          args.norm_eps = 1e-5f;
-          CHECK_OK(LaunchSkinnyGemm(args, g_stream));
-        });
+        const double us =
+            TimeUs(1, [&](int) { CHECK_OK(LaunchSkinnyGemm(args_for(0), g_stream)); });
         rows.push_back({"skinny_gemm default, same weights (L2-hot)", shape, us, bytes,
                         2.0 * m * weight_elems});
       }
