@@ -219,8 +219,9 @@ namespace {
 
 // Builds one instruction's step from bound buffers, checking every shape the launcher relies
 // on; errors name the instruction. Fuses, when the intermediate values have no other reader:
-// SiLU into the following Mul (SwiGLU); projections of at most kSkinnyMaxRows rows (decode)
-// into the skinny GEMM together with up to two more projections of the same input (q/k/v),
+// SiLU into the following Mul (SwiGLU); decode-sized projections (SkinnyGemmPreferred: up to
+// 16 rows, or 2-3 weights of one x without the norm up to 64 on the TMA kernel) into the
+// skinny GEMM together with up to two more projections of the same input (q/k/v),
 // with the gate/up pair and its SwiGLU, or with the residual Add that follows, and with the
 // RMSNorm before them when they are its only readers; and the attention prologue (RoPE of q
 // and k, both KV-cache writes) into one launch.
@@ -403,7 +404,7 @@ class StepBuilder {
     args.k = w.dim(1);
     args.m = x.elements / args.k;
     args.n[0] = w.dim(0);
-    return ResolveSkinnyKernel(args) == SkinnyKernel::kTma;
+    return SkinnyGemmPreferred(args) && ResolveSkinnyKernel(args) == SkinnyKernel::kTma;
   }
 
   const bf16* BiasOf(const plan::Instruction* in) const {
@@ -509,9 +510,8 @@ class StepBuilder {
       if (fused > 0) return fused;
     }
     SkinnyPlan plan = PlanSkinnyGemm(n);
-    if (plan.consumed > 0) {
-      steps.push_back([args = plan.args](cudaStream_t s) { return LaunchSkinnyGemm(args, s); });
-    }
+    if (plan.consumed == 0 || !SkinnyGemmPreferred(plan.args)) return 0;
+    steps.push_back([args = plan.args](cudaStream_t s) { return LaunchSkinnyGemm(args, s); });
     return plan.consumed;
   }
 
@@ -539,6 +539,7 @@ class StepBuilder {
     plan.args.x = x_in.b();
     plan.args.norm_weight = weight.b();
     plan.args.norm_eps = eps;
+    if (!SkinnyGemmPreferred(plan.args)) return 0;
     steps.push_back([args = plan.args](cudaStream_t s) { return LaunchSkinnyGemm(args, s); });
     return plan.consumed;
   }
@@ -721,6 +722,7 @@ class StepBuilder {
     args.out[0] = match->sum->data;
     args.epilogue = SkinnyEpilogue::kAddResidual;
     args.residual = match->residual->b();
+    if (!SkinnyGemmPreferred(args)) return 0;
     steps.push_back([args](cudaStream_t s) { return LaunchSkinnyGemm(args, s); });
     const int consumed =
         PushNormPrologueGemm(n + 2, group.normed, *match->sum, weight, group.eps, steps);

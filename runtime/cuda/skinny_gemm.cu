@@ -346,8 +346,8 @@ absl::Status Launch(const Params& p, int grid, int m, int occupancy, cudaStream_
 // CTAs starting on SMs configured for the TMA kernel's shared memory run with a small L1 (b16
 // 6.72-6.94 ms with o_proj/down or more on registers). An explicit kTma stays kTma (and
 // fails to launch without sm_90).
-SkinnyKernel ResolveSkinnyKernel(const SkinnyGemmArgs& args) {
-  if (args.kernel != SkinnyKernel::kAuto) return args.kernel;
+namespace {
+SkinnyKernel ForcedSkinnyKernel() {
   static const SkinnyKernel forced = [] {
     const char* env = std::getenv("TESSEL_SKINNY_KERNEL");
     if (env == nullptr) return SkinnyKernel::kAuto;
@@ -356,6 +356,19 @@ SkinnyKernel ResolveSkinnyKernel(const SkinnyGemmArgs& args) {
            : value == "registers" ? SkinnyKernel::kRegisters
                                   : SkinnyKernel::kAuto;
   }();
+  return forced;
+}
+}  // namespace
+
+int SkinnyGemmMaxRows() {
+  return SkinnyGemmTmaAvailable() && ForcedSkinnyKernel() != SkinnyKernel::kRegisters
+             ? kSkinnyTmaMaxRows
+             : kSkinnyMaxRows;
+}
+
+SkinnyKernel ResolveSkinnyKernel(const SkinnyGemmArgs& args) {
+  if (args.kernel != SkinnyKernel::kAuto) return args.kernel;
+  const SkinnyKernel forced = ForcedSkinnyKernel();
   if (forced == SkinnyKernel::kRegisters || !SkinnyGemmTmaAvailable()) {
     return SkinnyKernel::kRegisters;
   }
@@ -366,18 +379,26 @@ SkinnyKernel ResolveSkinnyKernel(const SkinnyGemmArgs& args) {
     const char* env = std::getenv("TESSEL_SKINNY_TMA_MIN_TILES");
     return env != nullptr ? std::atoll(env) : int64_t{0};
   }();
+  if (args.m > kSkinnyMaxRows) return SkinnyKernel::kTma;
   return args.m > 8 && SkinnyGemmTmaTiles(args) >= min_tiles ? SkinnyKernel::kTma
                                                             : SkinnyKernel::kRegisters;
 }
 
+bool SkinnyGemmPreferred(const SkinnyGemmArgs& args) {
+  if (args.m <= kSkinnyMaxRows) return true;
+  return ResolveSkinnyKernel(args) == SkinnyKernel::kTma && args.weights >= 2 &&
+         args.norm_weight == nullptr;
+}
+
 bool SkinnyGemmSupports(int64_t m, int64_t k) {
-  return m >= 1 && m <= kSkinnyMaxRows && k > 0 && k % kChunk == 0 && k <= (int64_t{1} << 30);
+  return m >= 1 && m <= SkinnyGemmMaxRows() && k > 0 && k % kChunk == 0 &&
+         k <= (int64_t{1} << 30);
 }
 
 absl::Status LaunchSkinnyGemm(const SkinnyGemmArgs& args, cudaStream_t stream) {
   if (!SkinnyGemmSupports(args.m, args.k)) {
     return absl::InvalidArgumentError(absl::StrCat("skinny gemm: m = ", args.m, ", k = ", args.k,
-                                                   " (needs 1 <= m <= ", kSkinnyMaxRows,
+                                                   " (needs 1 <= m <= ", SkinnyGemmMaxRows(),
                                                    ", k a multiple of ", kChunk, ")"));
   }
   if (args.weights < 1 || args.weights > kSkinnyMaxWeights) {
@@ -410,6 +431,10 @@ absl::Status LaunchSkinnyGemm(const SkinnyGemmArgs& args, cudaStream_t stream) {
     }
   }
   if (ResolveSkinnyKernel(args) == SkinnyKernel::kTma) return LaunchSkinnyGemmTma(args, stream);
+  if (args.m > kSkinnyMaxRows) {
+    return absl::InvalidArgumentError(absl::StrCat("skinny gemm: the register kernel takes m <= ",
+                                                   kSkinnyMaxRows, ", not ", args.m));
+  }
   Params p = {};
   p.x = args.x;
   p.m = static_cast<int>(args.m);

@@ -29,7 +29,8 @@ enum class SkinnyKernel {
   kTma,        // TMA into a shared-memory ring, wgmma (sm_90 only; skinny_gemm_tma.cu)
 };
 
-inline constexpr int kSkinnyMaxRows = 16;
+inline constexpr int kSkinnyMaxRows = 16;     // the register kernel's rows, at most
+inline constexpr int kSkinnyTmaMaxRows = 64;  // the TMA kernel's
 /// Largest k of the RMSNorm prologue (its weight is staged in shared memory).
 inline constexpr int64_t kSkinnyMaxNormK = 8192;
 inline constexpr int kSkinnyMaxWeights = 3;
@@ -61,13 +62,25 @@ struct SkinnyGemmArgs {
   int split = 0;
 };
 
-/// True for the shapes the kernel takes: 1 <= m <= kSkinnyMaxRows, k a positive multiple
-/// of 64. Larger m belongs to cuBLASLt (the weights are then read once per 16 rows anyway).
+/// The most rows of x a skinny GEMM takes here: kSkinnyTmaMaxRows where the TMA kernel runs
+/// (sm_90, TESSEL_SKINNY_KERNEL not "registers"), else kSkinnyMaxRows.
+int SkinnyGemmMaxRows();
+
+/// True for the shapes the kernels take: 1 <= m <= SkinnyGemmMaxRows(), k a positive
+/// multiple of 64. Larger m belongs to cuBLASLt.
 bool SkinnyGemmSupports(int64_t m, int64_t k);
 
 /// The kernel LaunchSkinnyGemm runs `args` with: args.kernel, or for kAuto the measured
-/// choice (TESSEL_SKINNY_KERNEL overrides it): the TMA kernel on sm_90 for more than 8 rows.
+/// choice (TESSEL_SKINNY_KERNEL overrides it): the TMA kernel on sm_90 for more than 8 rows
+/// (the only one above kSkinnyMaxRows).
 SkinnyKernel ResolveSkinnyKernel(const SkinnyGemmArgs& args);
+
+/// Whether the skinny GEMM is the measured better choice than cuBLASLt for `args`: always up
+/// to kSkinnyMaxRows rows; above (the TMA kernel, up to kSkinnyTmaMaxRows), only for two or
+/// three weights of one x (q/k/v, gate/up: one launch where cuBLASLt takes two or three and
+/// split-k reductions) without the RMSNorm prologue (at 64 rows it costs more than a norm
+/// launch). H100, docs/performance.md seventh round.
+bool SkinnyGemmPreferred(const SkinnyGemmArgs& args);
 
 /// Enqueues the projection(s); errors name the argument that is wrong.
 absl::Status LaunchSkinnyGemm(const SkinnyGemmArgs& args, cudaStream_t stream);

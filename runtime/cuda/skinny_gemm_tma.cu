@@ -52,6 +52,7 @@ constexpr int kThreads = kConsumers + 32;  // + the producer warp
 constexpr uint32_t kWAtomBytes = kTileRows * 128;
 constexpr int kDefaultSmemKiB = 100;  // two CTAs per SM (110 measured slower at b16)
 constexpr int kMaxSmemKiB = 200;  // dynamic; the static and reserved bytes come on top
+constexpr int kWideSmemKiB = 200;  // more than 16 rows of x: one CTA per SM
 
 // Two 64-wide k atoms per ring stage (one measured slower: 7.1 vs 6.3 ms per b16 step, the
 // per-stage handshake dominating).
@@ -121,6 +122,32 @@ __device__ __forceinline__ void WgmmaSS<16>(float (&d)[8], uint64_t desc_a, uint
       : "l"(desc_a), "l"(desc_b), "n"(1));
 }
 
+template <>
+__device__ __forceinline__ void WgmmaSS<32>(float (&d)[16], uint64_t desc_a, uint64_t desc_b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, "
+      "%8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+        "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
+        "+f"(d[14]), "+f"(d[15])
+      : "l"(desc_a), "l"(desc_b), "n"(1));
+}
+template <>
+__device__ __forceinline__ void WgmmaSS<64>(float (&d)[32], uint64_t desc_a, uint64_t desc_b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, "
+      "%8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, "
+      "%26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+        "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
+        "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]),
+        "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]),
+        "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "l"(desc_a), "l"(desc_b), "n"(1));
+}
+
 // The wgmmas of one stage (its first kAtoms atoms: fewer at the end of k), issued,
 // committed and waited for.
 template <int kMats, int kN, int kAtoms>
@@ -151,7 +178,8 @@ __device__ __forceinline__ void StageMma(float (&acc)[kMats][kN / 2], uint32_t w
 }
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 
-// kMats: 1, or 2 (gate and up: SwiGLU). kN: 8 (m <= 8) or 16. kNorm: the RMSNorm prologue.
+// kMats: 1, or 2 (gate and up: SwiGLU). kN: 8, 16, 32 or 64 (the x rows rounded up: m <= kN).
+// kNorm: the RMSNorm prologue.
 template <int kMats, int kN, bool kNorm>
 __global__ void __launch_bounds__(kThreads, 1) SkinnyTmaKernel(const __grid_constant__ TmaParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -401,13 +429,17 @@ absl::Status EncodeMap(EncodeTiledFn encode, CUtensorMap* map, const bf16* base,
   return absl::OkStatus();
 }
 
-int SmemBudgetBytes() {
-  static const int bytes = [] {
+// The shared-memory budget of a CTA: TESSEL_SKINNY_TMA_SMEM_KIB (measurements), else 100 KiB
+// (two CTAs per SM) up to 16 rows of x, and kWideSmemKiB (one CTA per SM) above, where x's
+// stages are as large as the weights' and the split-k partial sums grow with the rows.
+int SmemBudgetBytes(int kn) {
+  static const int forced = [] {
     const char* env = std::getenv("TESSEL_SKINNY_TMA_SMEM_KIB");
     const int kib = env != nullptr ? std::atoi(env) : 0;
-    return (kib > 0 ? std::min(kib, kMaxSmemKiB) : kDefaultSmemKiB) * 1024;
+    return kib > 0 ? std::min(kib, kMaxSmemKiB) * 1024 : 0;
   }();
-  return bytes;
+  if (forced > 0) return forced;
+  return (kn <= 16 ? kDefaultSmemKiB : kWideSmemKiB) * 1024;
 }
 
 // Ring stages: TESSEL_SKINNY_TMA_STAGES=a,b (a for one weight, b for gate/up; measurements)
@@ -441,11 +473,13 @@ template <int kMats, int kN, bool kNorm>
 absl::Status LaunchVariant(TmaParams& p, int64_t tiles, int split, cudaStream_t stream) {
   using L = Layout<kMats, kN>;
   const int all_stages = (p.k / kAtomK + kAtomsPerStage - 1) / kAtomsPerStage;
-  split = std::min(split, all_stages);
+  // Above 16 rows, at most two CTAs per tile: the partial sums landing in the leader take
+  // kMats * kN / 2 * 512 bytes per other CTA.
+  split = std::min(split, kN <= 16 ? all_stages : std::min(2, all_stages));
   const int cta_stages = (all_stages + split - 1) / split;
   const int partials = (split - 1) * (kMats * kN / 2 * kConsumers + kN) * 4;
   const int fit =
-      static_cast<int>((SmemBudgetBytes() - 1024 - partials) / (L::kStageBytes + 16));
+      static_cast<int>((SmemBudgetBytes(kN) - 1024 - partials) / (L::kStageBytes + 16));
   const int forced = ForcedStages(kMats);
   const int most = static_cast<int>((kMaxSmemKiB * 1024 - 1024 - partials) / (L::kStageBytes + 16));
   p.stages = std::max(1, std::min(forced > 0 ? std::min(forced, most) : fit, cta_stages));
@@ -488,7 +522,7 @@ absl::Status LaunchSkinnyGemmTma(const SkinnyGemmArgs& args, cudaStream_t stream
   absl::StatusOr<EncodeTiledFn> encode = EncodeTiled();
   if (!encode.ok()) return encode.status();
   const bool swiglu = args.epilogue == SkinnyEpilogue::kSwiGlu;
-  const int kn = args.m <= 8 ? 8 : 16;
+  const int kn = args.m <= 8 ? 8 : args.m <= 16 ? 16 : args.m <= 32 ? 32 : 64;
   TmaParams p = {};
   TESSEL_RETURN_IF_ERROR(EncodeMap(*encode, &p.x_map, args.x, args.m, args.k, kn, "x"));
   p.m = static_cast<int>(args.m);
@@ -513,11 +547,19 @@ absl::Status LaunchSkinnyGemmTma(const SkinnyGemmArgs& args, cudaStream_t stream
   if (tiles * 4 > (int64_t{1} << 31) - 1) return absl::InvalidArgumentError("skinny gemm: too many rows");
   const int split = ChooseSplit(args.split, tiles);
   if (swiglu) {
-    return kn == 8 ? LaunchNorm<2, 8>(p, tiles, split, stream)
-                   : LaunchNorm<2, 16>(p, tiles, split, stream);
+    switch (kn) {
+      case 8: return LaunchNorm<2, 8>(p, tiles, split, stream);
+      case 16: return LaunchNorm<2, 16>(p, tiles, split, stream);
+      case 32: return LaunchNorm<2, 32>(p, tiles, split, stream);
+      default: return LaunchNorm<2, 64>(p, tiles, split, stream);
+    }
   }
-  return kn == 8 ? LaunchNorm<1, 8>(p, tiles, split, stream)
-                 : LaunchNorm<1, 16>(p, tiles, split, stream);
+  switch (kn) {
+    case 8: return LaunchNorm<1, 8>(p, tiles, split, stream);
+    case 16: return LaunchNorm<1, 16>(p, tiles, split, stream);
+    case 32: return LaunchNorm<1, 32>(p, tiles, split, stream);
+    default: return LaunchNorm<1, 64>(p, tiles, split, stream);
+  }
 }
 
 }  // namespace tessel::cuda

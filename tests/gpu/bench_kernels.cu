@@ -458,7 +458,8 @@ int Main() {
     bool norm = false;  // the RMSNorm prologue, as the executor runs q/k/v and gate/up
   };
   if (Section("skinny"))
-  for (int64_t m : {1, 16}) {
+  for (int64_t m : {1, 16, 64}) {
+    if (m > SkinnyGemmMaxRows()) continue;  // 64 rows: the TMA kernel (sm_90)
     for (const Skinny& s : std::vector<Skinny>{
              {"o_proj", m, 4096, {4096}, SkinnyEpilogue::kStore, false},
              {"o_proj+residual", m, 4096, {4096}, SkinnyEpilogue::kAddResidual, false},
@@ -514,6 +515,7 @@ int Main() {
       // The register kernel at 1 and 2 CTAs/SM; TMA (sm_90) with k split over 1, 2, 4 CTAs.
       for (int variant : {1, 2, 3, 4, 5}) {
         if (variant >= 3 && !SkinnyGemmTmaAvailable()) continue;
+        if (variant < 3 && m > kSkinnyMaxRows) continue;  // the register kernel's limit
         const int occupancy = variant < 3 ? variant : 0;
         const double us = TimeUs(copies, [&](int i) {
           SkinnyGemmArgs args = args_for(i);

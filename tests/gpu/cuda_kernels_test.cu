@@ -379,7 +379,13 @@ TEST(CudaKernels, SkinnyGemm) {
                                            {8, 128, {512, 24, 8}},
                                            {12, 256, {520, 40, 8}},
                                            {2, 1024, {1000}},
-                                           {3, 320, {200, 64, 72}}}) {
+                                           {3, 320, {200, 64, 72}},
+                                           // Above 16 rows: the TMA kernel only (x 32 or 64
+                                           // rows wide).
+                                           {64, 4096, {4096}},
+                                           {33, 320, {200, 64, 72}},
+                                           {24, 1024, {1000}},
+                                           {48, 256, {520, 40, 8}}}) {
     for (SkinnyEpilogue epilogue :
          {SkinnyEpilogue::kStore, SkinnyEpilogue::kAddResidual, SkinnyEpilogue::kSwiGlu}) {
       // Variants 1 and 2: the register kernel sized for that many CTAs per SM; 3, 4, 5: the
@@ -390,6 +396,7 @@ TEST(CudaKernels, SkinnyGemm) {
           if (!std::exchange(said, true)) std::printf("SKIPPED (no sm_90 device): TMA skinny GEMM\n");
           continue;
         }
+        if (variant < 3 && s.m > kSkinnyMaxRows) continue;
         const int occupancy = variant < 3 ? variant : 0;
         const int weights = epilogue == SkinnyEpilogue::kStore    ? static_cast<int>(s.n.size())
                             : epilogue == SkinnyEpilogue::kSwiGlu ? 2
@@ -484,9 +491,20 @@ TEST(CudaKernels, SkinnyGemm) {
   }
   // Shapes it refuses rather than computing wrongly.
   SkinnyGemmArgs bad;
-  bad.m = 17;
+  bad.m = kSkinnyTmaMaxRows + 1;
   bad.k = 64;
   EXPECT_FALSE(LaunchSkinnyGemm(bad, nullptr).ok());
+  // The register kernel asked for more rows than it holds.
+  DeviceBuffer<bf16> rows(64 * 64);
+  SkinnyGemmArgs tall;
+  tall.x = rows.get();
+  tall.m = kSkinnyMaxRows + 1;
+  tall.k = 64;
+  tall.w[0] = rows.get();
+  tall.n[0] = 8;
+  tall.out[0] = rows.get() + 32 * 64;
+  tall.kernel = SkinnyKernel::kRegisters;
+  EXPECT_EQ(LaunchSkinnyGemm(tall, nullptr).code(), absl::StatusCode::kInvalidArgument);
   bad.m = 1;
   bad.k = 100;
   EXPECT_FALSE(LaunchSkinnyGemm(bad, nullptr).ok());
