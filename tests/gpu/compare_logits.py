@@ -3,7 +3,7 @@
 # SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
 """Usage: compare_logits.py NAME OURS.npy REFERENCE.npy [W16_F32.npy HF_BF16.npy]
                          [--max-rel 1e-2] [--min-top1 0.99] [--top1-decisive]
-                         [--routing-noise NOISE.npz]
+                         [--routing-noise NOISE.npz] [--hf16-bar]
 
 REFERENCE is HF in f32 on the checkpoint as stored (the tiny checkpoints hold f32 weights).
 W16_F32 (optional) is HF in f32 on the weights rounded to bf16 — the model the CUDA executor
@@ -33,6 +33,12 @@ chance (the tiny random MoE models have many near-ties). The bar for the relativ
 then sqrt(max_rel^2 + max(errors)^2): the dense bar plus the largest flip error of the noise
 runs; with --top1-decisive, the flipped positions are not decisive either.
 
+--hf16-bar (long sequences; needs HF_BF16): the bar for the relative error is the larger of
+--max-rel and HF's own bf16 run's error against the same reference. bf16 rounding of the
+activations and the KV cache compounds along a sequence: over 200 random tokens of the tiny
+dense models HF's bf16 run is at 1.1e-2 and ours at 0.93-1.02e-2 (H100, 2026-11-24), so the
+fixed 1e-2 decided by chance; an engine worse than HF's bf16 still fails.
+
 Prints one line: relative error by norm ||ours - ref|| / ||ref|| over all prompt positions,
 top-1 agreement over positions, and the largest top-1/top-2 margin of a disagreeing position
 in the reference (a flip at a tiny margin is bf16 rounding, not a bug). Exit 1 on failure.
@@ -45,7 +51,7 @@ import numpy as np
 def main(argv):
     args = []
     rest = argv[1:]
-    flags = {"--top1-decisive"}
+    flags = {"--top1-decisive", "--hf16-bar"}
     while rest:
         if rest[0] in flags:
             rest = rest[1:]
@@ -124,6 +130,11 @@ def main(argv):
         note += (f" (MoE: bar {max_rel:g} and the largest of {flip_errors.size} routing-noise "
                  f"runs' errors {flip_errors.max():.3e} in quadrature; positions a run "
                  f"re-routed, not decisive: {np.nonzero(flipped)[0].tolist()})")
+    if "--hf16-bar" in argv and len(args) > 4:
+        hf16_err = float(rel_to(hf16, w16))
+        if np.isfinite(hf16_err) and hf16_err > rel_bar:
+            rel_bar = hf16_err
+            note += f" (bar: HF bf16's own error {hf16_err:.3e}, above {max_rel:g})"
     rel_ok = criterion <= rel_bar
     ok = rel_ok and top1_ok
     against = "f32-on-bf16-weights" if len(args) > 4 else "f32"

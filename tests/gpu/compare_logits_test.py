@@ -122,6 +122,17 @@ with tempfile.TemporaryDirectory() as d:
     expect("top1 flips, not re-routed", False,
            run(ours_bad, ties, ties, hf16_ties, "--top1-decisive", "--routing-noise",
                noise([0.1], [7])))
+# --hf16-bar: the bar is the larger of 1e-2 and HF bf16's own error (long sequences); worse
+# than HF bf16 still fails, and without HF's run the flag changes nothing.
+hf16 = noisy(w16, 2e-2)
+ours = noisy(w16, 1.5e-2)
+expect("1.5e-2, HF bf16 at 2e-2, no flag", False, run(ours, w16, w16, hf16))
+expect("1.5e-2, HF bf16 at 2e-2, --hf16-bar", True, run(ours, w16, w16, hf16, "--hf16-bar"))
+expect("2.5e-2, HF bf16 at 2e-2, --hf16-bar", False,
+       run(noisy(w16, 2.5e-2), w16, w16, hf16, "--hf16-bar"))
+expect("1.5e-2, HF bf16 at 5e-3, --hf16-bar", False,
+       run(ours, w16, w16, noisy(w16, 5e-3), "--hf16-bar"))
+expect("1.5e-2, --hf16-bar without HF bf16", False, run(ours, w16, None, None, "--hf16-bar"))
 if failures:
     print("\n".join(failures))
     sys.exit(1)
