@@ -510,9 +510,15 @@ class StepBuilder {
       if (fused > 0) return fused;
     }
     SkinnyPlan plan = PlanSkinnyGemm(n);
-    if (plan.consumed == 0 || !SkinnyGemmPreferred(plan.args)) return 0;
-    steps.push_back([args = plan.args](cudaStream_t s) { return LaunchSkinnyGemm(args, s); });
-    return plan.consumed;
+    return plan.consumed > 0 && PushSkinnyIfPreferred(plan.args, steps) ? plan.consumed : 0;
+  }
+
+  // Pushes the skinny GEMM of `args` when it is the better choice than cuBLASLt
+  // (SkinnyGemmPreferred); false, nothing pushed, when it is not.
+  static bool PushSkinnyIfPreferred(const SkinnyGemmArgs& args, std::vector<Step>& steps) {
+    if (!SkinnyGemmPreferred(args)) return false;
+    steps.push_back([args](cudaStream_t s) { return LaunchSkinnyGemm(args, s); });
+    return true;
   }
 
   // A skinny-GEMM fusion at instruction `at` whose x is `normed` = RMSNorm(x_in, weight) and
@@ -539,9 +545,7 @@ class StepBuilder {
     plan.args.x = x_in.b();
     plan.args.norm_weight = weight.b();
     plan.args.norm_eps = eps;
-    if (!SkinnyGemmPreferred(plan.args)) return 0;
-    steps.push_back([args = plan.args](cudaStream_t s) { return LaunchSkinnyGemm(args, s); });
-    return plan.consumed;
+    return PushSkinnyIfPreferred(plan.args, steps) ? plan.consumed : 0;
   }
 
   // RMSNorm whose every reader is absorbed by the skinny-GEMM fusion that follows it.
@@ -722,8 +726,7 @@ class StepBuilder {
     args.out[0] = match->sum->data;
     args.epilogue = SkinnyEpilogue::kAddResidual;
     args.residual = match->residual->b();
-    if (!SkinnyGemmPreferred(args)) return 0;
-    steps.push_back([args](cudaStream_t s) { return LaunchSkinnyGemm(args, s); });
+    if (!PushSkinnyIfPreferred(args, steps)) return 0;
     const int consumed =
         PushNormPrologueGemm(n + 2, group.normed, *match->sum, weight, group.eps, steps);
     if (consumed > 0) return 2 + consumed;

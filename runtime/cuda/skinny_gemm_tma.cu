@@ -502,6 +502,17 @@ absl::Status LaunchNorm(TmaParams& p, int64_t tiles, int split, cudaStream_t str
                                   : LaunchVariant<kMats, kN, false>(p, tiles, split, stream);
 }
 
+// The variant for kn (8, 16, 32 or 64) rows of x.
+template <int kMats>
+absl::Status LaunchRows(int kn, TmaParams& p, int64_t tiles, int split, cudaStream_t stream) {
+  switch (kn) {
+    case 8: return LaunchNorm<kMats, 8>(p, tiles, split, stream);
+    case 16: return LaunchNorm<kMats, 16>(p, tiles, split, stream);
+    case 32: return LaunchNorm<kMats, 32>(p, tiles, split, stream);
+    default: return LaunchNorm<kMats, 64>(p, tiles, split, stream);
+  }
+}
+
 }  // namespace
 
 bool SkinnyGemmTmaAvailable() { return DeviceIsSm90(); }
@@ -546,20 +557,8 @@ absl::Status LaunchSkinnyGemmTma(const SkinnyGemmArgs& args, cudaStream_t stream
   p.tile_begin[kSkinnyMaxWeights] = static_cast<int>(tiles);
   if (tiles * 4 > (int64_t{1} << 31) - 1) return absl::InvalidArgumentError("skinny gemm: too many rows");
   const int split = ChooseSplit(args.split, tiles);
-  if (swiglu) {
-    switch (kn) {
-      case 8: return LaunchNorm<2, 8>(p, tiles, split, stream);
-      case 16: return LaunchNorm<2, 16>(p, tiles, split, stream);
-      case 32: return LaunchNorm<2, 32>(p, tiles, split, stream);
-      default: return LaunchNorm<2, 64>(p, tiles, split, stream);
-    }
-  }
-  switch (kn) {
-    case 8: return LaunchNorm<1, 8>(p, tiles, split, stream);
-    case 16: return LaunchNorm<1, 16>(p, tiles, split, stream);
-    case 32: return LaunchNorm<1, 32>(p, tiles, split, stream);
-    default: return LaunchNorm<1, 64>(p, tiles, split, stream);
-  }
+  return swiglu ? LaunchRows<2>(kn, p, tiles, split, stream)
+                : LaunchRows<1>(kn, p, tiles, split, stream);
 }
 
 }  // namespace tessel::cuda

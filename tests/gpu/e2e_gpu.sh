@@ -47,11 +47,12 @@ fail=0
 # positions those runs re-routed are not decisive for top-1 (hf_bf16_logits.py writes them
 # next to its reference; compare_logits.py --routing-noise).
 # $1: that reference without .npy.
-moe() { [[ $m == mixtral || $m == deepseek* ]] && echo "--routing-noise $1.routing_noise.npz"; }
+is_moe() { [[ $m == mixtral || $m == deepseek* ]]; }
+moe() { is_moe && echo "--routing-noise $1.routing_noise.npz"; }
 # Dense families over the long sequence: bf16 rounding compounds along it, so the bar is 1e-2
 # or HF's own bf16 error on the same tokens, whichever is larger (compare_logits.py
 # --hf16-bar; MoE runs keep their routing-noise bar: HF's error there includes its flips).
-dense_long() { [[ $m == mixtral || $m == deepseek* ]] || echo "--hf16-bar"; }
+dense_long() { is_moe || echo "--hf16-bar"; }
 for m in $MODELS; do
   a=$E2E/art/$m
   ids=$(python3 -c "import json;print(','.join(map(str,json.load(open('$a/reference.json'))['prompt_ids'])))")
