@@ -17,6 +17,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -26,6 +27,7 @@
 #include "runtime/cuda/attention_decode.cuh"
 #include "runtime/cuda/attention_prefill.cuh"
 #include "runtime/cuda/cublaslt_gemm.h"
+#include "runtime/cuda/hopper.cuh"
 #include "runtime/cuda/mla.cuh"
 #include "runtime/cuda/moe.cuh"
 #include "runtime/cuda/rms_norm.cuh"
@@ -115,7 +117,7 @@ T* Upload(const std::vector<T>& host) {
 }
 
 // The sections named on the command line (all when none): norm, swiglu, attention_decode,
-// attention_prefill, gemm, skinny, moe, mla, wgmma. The copy bandwidth always runs.
+// attention_prefill, gemm, skinny, moe, mla, readbw, wgmma. The copy bandwidth always runs.
 std::vector<std::string> g_sections;
 
 bool Section(const char* name) {
@@ -232,6 +234,92 @@ void BenchPrefill(const std::vector<std::pair<AttentionPrefillTiles, std::string
     cudaFree(out);
     cudaFree(pos_d);
   }
+}
+
+
+// --- Read bandwidth: how fast a kernel can only read (no writes), two ways --------------------
+// The decode floor divides by the copy bandwidth (read + write bytes); a decode step only
+// reads. These say how far a pure read stream can go past that, and what it takes.
+
+// Streaming 16-byte load that allocates in neither L1 nor (beyond the 256 B sector prefetch) L2.
+__device__ __forceinline__ uint4 LdgStream(const uint4* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+// Grid-stride 16-byte loads, kUnroll of them in flight per thread before any is used.
+template <int kUnroll>
+__global__ void __launch_bounds__(512) ReadLdgKernel(const uint4* __restrict__ p, size_t n16,
+                                                     unsigned* sink) {
+  uint32_t acc = 0;
+  const size_t stride = size_t{gridDim.x} * blockDim.x;
+  size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x;
+  for (; i + (kUnroll - 1) * stride < n16; i += kUnroll * stride) {
+    uint4 v[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) v[u] = LdgStream(p + i + u * stride);
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+  }
+  for (; i < n16; i += stride) {
+    const uint4 v = LdgStream(p + i);
+    acc ^= v.x ^ v.y ^ v.z ^ v.w;
+  }
+  if (acc == 0x9e3779b9u) *sink = acc;  // keeps the loads; (almost) never taken
+}
+
+// Each CTA streams its contiguous share of the buffer through a ring of `stages` chunks in
+// shared memory with 1-D bulk copies (one producer thread, mbarriers), as the TMA projection
+// kernel streams its weights; one consumer warp touches a word of each chunk and frees it.
+__global__ void __launch_bounds__(64) ReadBulkKernel(const char* __restrict__ p, size_t chunks,
+                                                     uint32_t chunk, int stages, unsigned* sink) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ __align__(1024) unsigned char ring[];
+  __shared__ __align__(8) uint64_t full[32], empty[32];
+  const size_t first = chunks * blockIdx.x / gridDim.x;
+  const size_t last = chunks * (blockIdx.x + 1) / gridDim.x;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const uint32_t ring_s = static_cast<uint32_t>(__cvta_generic_to_shared(ring));
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < stages; ++s) {
+      MbarrierInit(static_cast<uint32_t>(__cvta_generic_to_shared(&full[s])), 1);
+      MbarrierInit(static_cast<uint32_t>(__cvta_generic_to_shared(&empty[s])), 1);
+    }
+    MbarrierInitFence();
+  }
+  __syncthreads();
+  uint32_t acc = 0;
+  if (warp == 0) {
+    if (lane == 0) {
+      for (size_t k = first; k < last; ++k) {
+        const size_t j = k - first;
+        const int s = static_cast<int>(j % stages);
+        const uint32_t e = static_cast<uint32_t>(__cvta_generic_to_shared(&empty[s]));
+        const uint32_t f = static_cast<uint32_t>(__cvta_generic_to_shared(&full[s]));
+        if (j >= static_cast<size_t>(stages)) MbarrierWait(e, ((j / stages) - 1) & 1);
+        MbarrierArriveExpectTx(f, chunk);
+        asm volatile(
+            "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, "
+            "[%3];\n" ::"r"(ring_s + s * chunk),
+            "l"(p + k * chunk), "r"(chunk), "r"(f)
+            : "memory");
+      }
+    }
+  } else {
+    for (size_t k = first; k < last; ++k) {
+      const size_t j = k - first;
+      const int s = static_cast<int>(j % stages);
+      MbarrierWait(static_cast<uint32_t>(__cvta_generic_to_shared(&full[s])), (j / stages) & 1);
+      acc ^= reinterpret_cast<const uint32_t*>(ring + s * chunk)[lane * 33];
+      __syncwarp();
+      if (lane == 0) MbarrierArrive(static_cast<uint32_t>(__cvta_generic_to_shared(&empty[s])));
+    }
+  }
+  if (acc == 0x9e3779b9u) *sink = acc;
+#endif
 }
 
 int Main() {
@@ -704,6 +792,84 @@ int Main() {
     cudaFree(pos_d);
   }
   Print(rows, copy_gbs);
+
+  // Pure read bandwidth (see ReadLdgKernel / ReadBulkKernel): the sizes of one gate/up, down,
+  // q/k/v and o_proj of Llama-3-8B, and 1 GiB.
+  std::vector<Row> read_rows;
+  if (Section("readbw")) {
+    const size_t buffer_bytes = size_t{2} << 30;
+    char* buffer = nullptr;
+    unsigned* sink = nullptr;
+    CHECK_CUDA(cudaMalloc(&buffer, buffer_bytes));
+    CHECK_CUDA(cudaMalloc(&sink, sizeof(unsigned)));
+    CHECK_CUDA(cudaMemset(buffer, 0x3c, buffer_bytes));
+    const int sms = prop.multiProcessorCount;
+    for (size_t bytes : {size_t{1} << 30, size_t{234881024}, size_t{117440512},
+                         size_t{50331648}, size_t{33554432}}) {
+      const int copies = static_cast<int>(std::min<size_t>(Copies(bytes), buffer_bytes / bytes));
+      const std::string shape = absl::StrCat(bytes >> 20, " MiB");
+      for (int blocks_per_sm : {2, 4, 8}) {
+        for (int unroll : {4, 8}) {
+          const int grid = blocks_per_sm * sms;
+          const double us = TimeUs(copies, [&](int i) {
+            const uint4* src = reinterpret_cast<const uint4*>(buffer + i * bytes);
+            if (unroll == 4) {
+              ReadLdgKernel<4><<<grid, 512, 0, g_stream>>>(src, bytes / 16, sink);
+            } else {
+              ReadLdgKernel<8><<<grid, 512, 0, g_stream>>>(src, bytes / 16, sink);
+            }
+          });
+          read_rows.push_back({absl::StrCat("read ldg ", blocks_per_sm, "x512/SM unroll ", unroll),
+                               shape, us, static_cast<double>(bytes), 0});
+        }
+      }
+      for (auto [chunk_kib, stages, per_sm] :
+           {std::tuple{16, 8, 1}, std::tuple{32, 6, 1}, std::tuple{32, 4, 1}, std::tuple{16, 12, 1},
+            std::tuple{8, 24, 1}, std::tuple{16, 6, 2}, std::tuple{32, 3, 2}, std::tuple{64, 3, 1}}) {
+        const uint32_t chunk = chunk_kib << 10;
+        const int smem = static_cast<int>(chunk) * stages;
+        CHECK_CUDA(cudaFuncSetAttribute(ReadBulkKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        smem));
+        const double us = TimeUs(copies, [&](int i) {
+          ReadBulkKernel<<<per_sm * sms, 64, smem, g_stream>>>(buffer + i * bytes, bytes / chunk,
+                                                               chunk, stages, sink);
+        });
+        read_rows.push_back({absl::StrCat("read bulk ", per_sm, " CTA/SM, ", stages, " x ",
+                                          chunk_kib, " KiB"),
+                             shape, us, static_cast<double>(bytes), 0});
+      }
+    }
+    // The same bytes in the TMA projection kernel's decomposition at 16 rows of x (grid,
+    // ring, 100 KiB per CTA: two per SM), beside one and two CTAs per SM streaming it evenly.
+    struct Shape {
+      const char* name;
+      int ctas, stage_kib, stages;
+      size_t bytes;
+    };
+    for (const Shape& sh : {Shape{"q/k/v 96 tiles x split 2", 192, 16, 4, size_t{50331648}},
+                            Shape{"o_proj 64 tiles x split 2", 128, 16, 4, size_t{33554432}},
+                            Shape{"gate/up 224 tiles x split 4", 896, 32, 2, size_t{234881024}},
+                            Shape{"down 64 tiles x split 2", 128, 16, 4, size_t{117440512}}}) {
+      const int copies = static_cast<int>(std::min<size_t>(Copies(sh.bytes), buffer_bytes / sh.bytes));
+      const uint32_t chunk = static_cast<uint32_t>(sh.stage_kib) << 10;
+      for (int ctas : {sh.ctas, sms, 2 * sms}) {
+        const int smem = 100 << 10;
+        CHECK_CUDA(cudaFuncSetAttribute(ReadBulkKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        smem));
+        const double us = TimeUs(copies, [&](int i) {
+          ReadBulkKernel<<<ctas, 64, smem, g_stream>>>(buffer + i * sh.bytes, sh.bytes / chunk,
+                                                       chunk, sh.stages, sink);
+        });
+        read_rows.push_back({absl::StrCat("read bulk, ", ctas, " CTAs, ", sh.stages, " x ",
+                                          sh.stage_kib, " KiB"),
+                             sh.name, us, static_cast<double>(sh.bytes), 0});
+      }
+    }
+    CHECK_CUDA(cudaGetLastError());
+    cudaFree(buffer);
+    cudaFree(sink);
+  }
+  Print(read_rows, copy_gbs);
 
   std::vector<Row> wgmma_rows;
   if (Section("wgmma"))
