@@ -23,6 +23,26 @@ __device__ __forceinline__ void ScaleByNormWeight(uint4& x, const uint4& weight)
   for (int i = 0; i < 4; ++i) xs[i] = __hmul2(xs[i], ws[i]);
 }
 
+/// The output value of one element before a residual add: dot(mat) for each weight matrix
+/// times inv_rms, plus the bias of weight seg + mat when given, then SwiGLU (kMats == 2).
+/// `feature` < n: the bias is read there.
+template <int kMats, typename Params, typename Dot>
+__device__ __forceinline__ float SkinnyOutputValue(const Params& p, Dot dot, float inv_rms,
+                                                   int seg, int feature) {
+  float v[kMats];
+#pragma unroll
+  for (int mat = 0; mat < kMats; ++mat) {
+    float s = dot(mat) * inv_rms;
+    if (p.bias[seg + mat] != nullptr) s += __bfloat162float(p.bias[seg + mat][feature]);
+    v[mat] = s;
+  }
+  if constexpr (kMats == 2) {
+    return SkinnySilu(v[0]) * v[1];
+  } else {
+    return v[0];
+  }
+}
+
 /// One output element from its dot products, dot(mat) for each weight matrix (2 with SwiGLU:
 /// gate, then up): times inv_rms, plus the bias of weight seg + mat when given, then SwiGLU or the
 /// residual add, stored at out[seg][row * n + feature] (bf16, or f32 when out_f32). `p`:

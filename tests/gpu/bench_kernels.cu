@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <numeric>
@@ -548,6 +549,11 @@ int Main() {
   if (Section("skinny"))
   for (int64_t m : {1, 16, 64}) {
     if (m > SkinnyGemmMaxRows()) continue;  // 64 rows: the TMA kernel (sm_90)
+    // TESSEL_BENCH_SKINNY_ROWS=16: only that many rows of x.
+    if (const char* only = std::getenv("TESSEL_BENCH_SKINNY_ROWS");
+        only != nullptr && std::atoi(only) != m) {
+      continue;
+    }
     for (const Skinny& s : std::vector<Skinny>{
              {"o_proj", m, 4096, {4096}, SkinnyEpilogue::kStore, false},
              {"o_proj+residual", m, 4096, {4096}, SkinnyEpilogue::kAddResidual, false},

@@ -380,12 +380,16 @@ TEST(CudaKernels, SkinnyGemm) {
                                            {12, 256, {520, 40, 8}},
                                            {2, 1024, {1000}},
                                            {3, 320, {200, 64, 72}},
+                                           // n not a multiple of 8: the epilogue's
+                                           // element-wise stores.
+                                           {5, 128, {100, 36, 12}},
                                            // Above 16 rows: the TMA kernel only (x 32 or 64
                                            // rows wide).
                                            {64, 4096, {4096}},
                                            {33, 320, {200, 64, 72}},
                                            {24, 1024, {1000}},
-                                           {48, 256, {520, 40, 8}}}) {
+                                           {48, 256, {520, 40, 8}},
+                                           {20, 192, {1001, 12, 4}}}) {
     for (SkinnyEpilogue epilogue :
          {SkinnyEpilogue::kStore, SkinnyEpilogue::kAddResidual, SkinnyEpilogue::kSwiGlu}) {
       // Variants 1 and 2: the register kernel sized for that many CTAs per SM; 3, 4, 5: the
