@@ -197,6 +197,15 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SkinnyGemmKernel(const P
   PdlWait();
   if constexpr (kNorm) __syncthreads();
   if (!p.preload && full_group()) load_weights(c0);
+  // The epilogue's output element of this thread (below) and its residual, loaded now: the
+  // load's latency hides behind the k loop instead of ending the CTA.
+  const int out_r = threadIdx.x % kTileRows, out_col = threadIdx.x / kTileRows;
+  const bool stores = threadIdx.x < kTileRows * kNTiles * 8 && out_col < p.m && row0 + out_r < n;
+  const int64_t out_offset = static_cast<int64_t>(out_col) * n + row0 + out_r;
+  float residual = 0.0f;
+  if (kMats == 1 && p.epilogue == SkinnyEpilogue::kAddResidual && stores) {
+    residual = __bfloat162float(p.residual[out_offset]);
+  }
 
   const bf16* norm_w = kNorm ? norm_s + 8 * t : nullptr;
   float squares[kNTiles][4] = {};  // kNorm: SquaresMma's accumulators
@@ -288,11 +297,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SkinnyGemmKernel(const P
   __syncthreads();
 
   // One thread per output element: consecutive threads write consecutive features.
-  const int idx = threadIdx.x;
-  if (idx >= kTileRows * kNTiles * 8) return;
-  const int r = idx % kTileRows, col = idx / kTileRows;
-  const int feature = row0 + r;
-  if (col >= p.m || feature >= n) return;
+  if (!stores) return;
+  const int r = out_r, col = out_col;
   float inv_rms = 1.0f;
   if constexpr (kNorm) {
     float q = 0.0f;
@@ -306,7 +312,13 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SkinnyGemmKernel(const P
     for (int w = 0; w < kWarps; ++w) s += partial[w][mat][r][col];
     return s;
   };
-  StoreSkinnyOutput<kMats>(p, dot, inv_rms, seg, feature, col, n);
+  float value = SkinnyOutputValue<kMats>(p, dot, inv_rms, seg, row0 + r);
+  if (kMats == 1 && p.epilogue == SkinnyEpilogue::kAddResidual) value += residual;
+  if (p.out_f32) {
+    static_cast<float*>(p.out[seg])[out_offset] = value;
+  } else {
+    static_cast<bf16*>(p.out[seg])[out_offset] = __float2bfloat16_rn(value);
+  }
 }
 
 template <int kMats, int kMinBlocks, bool kNorm>

@@ -1,6 +1,6 @@
 // What the two skinny GEMM kernels (skinny_gemm.cu: registers; skinny_gemm_tma.cu: TMA +
-// wgmma) share per element: the RMSNorm prologue's x * weight and the epilogue from the f32
-// dot products to the stored output.
+// wgmma) share per element: the RMSNorm prologue's x * weight and the epilogue's value from
+// the f32 dot products (each kernel adds the residual and stores in its own pattern).
 // SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
 #ifndef TESSEL_RUNTIME_CUDA_SKINNY_GEMM_EPILOGUE_CUH_
 #define TESSEL_RUNTIME_CUDA_SKINNY_GEMM_EPILOGUE_CUH_
@@ -40,34 +40,6 @@ __device__ __forceinline__ float SkinnyOutputValue(const Params& p, Dot dot, flo
     return SkinnySilu(v[0]) * v[1];
   } else {
     return v[0];
-  }
-}
-
-/// One output element from its dot products, dot(mat) for each weight matrix (2 with SwiGLU:
-/// gate, then up): times inv_rms, plus the bias of weight seg + mat when given, then SwiGLU or the
-/// residual add, stored at out[seg][row * n + feature] (bf16, or f32 when out_f32). `p`:
-/// either kernel's parameters (fields bias, out, out_f32, epilogue, residual).
-template <int kMats, typename Params, typename Dot>
-__device__ __forceinline__ void StoreSkinnyOutput(const Params& p, Dot dot, float inv_rms,
-                                                  int seg, int feature, int row, int n) {
-  float v[kMats];
-#pragma unroll
-  for (int mat = 0; mat < kMats; ++mat) {
-    float s = dot(mat) * inv_rms;
-    if (p.bias[seg + mat] != nullptr) s += __bfloat162float(p.bias[seg + mat][feature]);
-    v[mat] = s;
-  }
-  const int64_t o = static_cast<int64_t>(row) * n + feature;
-  float result = v[0];
-  if constexpr (kMats == 2) {
-    result = SkinnySilu(v[0]) * v[1];
-  } else if (p.epilogue == SkinnyEpilogue::kAddResidual) {
-    result += __bfloat162float(p.residual[o]);
-  }
-  if (p.out_f32) {
-    static_cast<float*>(p.out[seg])[o] = result;
-  } else {
-    static_cast<bf16*>(p.out[seg])[o] = __float2bfloat16_rn(result);
   }
 }
 
