@@ -207,7 +207,7 @@ __global__ void __launch_bounds__(kThreads, 1) SkinnyTmaKernel(const __grid_cons
   // waiting for it would cost a second cluster barrier: measured slower).
   const uint32_t partials = empty_bar + 8 * stages;
   const uint32_t partial_squares = partials + (split - 1) * kRegs * kConsumers * 4;
-  __shared__ float row_squares[kN];  // kNorm
+  __shared__ float row_inv_rms[kN];  // kNorm: 1 / rms of each x row
 
   const int rank = split > 1 ? static_cast<int>(ClusterCtaRank()) : 0;
   const int tile = blockIdx.x / split;
@@ -401,7 +401,11 @@ __global__ void __launch_bounds__(kThreads, 1) SkinnyTmaKernel(const __grid_cons
     }
   }
   if constexpr (kNorm) {
-    if (norm_sub == 0) row_squares[norm_row] = squares;
+    // Once per x row here, not per output element below (the division and rsqrt are most of
+    // the epilogue's arithmetic).
+    if (norm_sub == 0) {
+      row_inv_rms[norm_row] = rsqrtf(squares / static_cast<float>(p.k) + p.norm_eps);
+    }
     NamedBarrierSync(1, kConsumers);
   }
 
@@ -422,7 +426,7 @@ __global__ void __launch_bounds__(kThreads, 1) SkinnyTmaKernel(const __grid_cons
       const int col = 8 * j + 2 * t + (e & 1);
       float inv_rms = 1.0f;
       if constexpr (kNorm) {
-        inv_rms = rsqrtf(row_squares[col] / static_cast<float>(p.k) + p.norm_eps);
+        inv_rms = row_inv_rms[col];
       }
       // Rows past n are computed (their weights are zero-filled) and never stored.
       staged[col * kPitch + local] = SkinnyOutputValue<kMats>(
