@@ -417,6 +417,7 @@ __global__ void __launch_bounds__(kThreads, 1) SkinnyTmaKernel(const __grid_cons
   // 16-byte chunks of 8 features of one x row; the wgmma layout spreads a row's features
   // over the warps (header comment).
   constexpr int kPitch = kTileRows + 4;  // f32 per staged row: +4 spreads the banks
+  static_assert(kN * kPitch * sizeof(float) <= L::kStageBytes, "the staged tile fits one stage");
   float* staged = reinterpret_cast<float*>(smem_raw + (base - SmemAddress(smem_raw)));
 #pragma unroll
   for (int j = 0; j < kN / 8; ++j) {
