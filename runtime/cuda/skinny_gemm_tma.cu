@@ -435,6 +435,8 @@ __global__ void __launch_bounds__(kThreads, 1) SkinnyTmaKernel(const __grid_cons
           StoreSharedCluster(my_squares, squares);
         }
       }
+      // The stores land in the leader, which stays resident until its mbarrier has counted
+      // every byte (a CTA's shared memory must outlive the remote accesses to it).
       if constexpr (kAsyncPartials) return;
     }
     if constexpr (kAsyncPartials) {
