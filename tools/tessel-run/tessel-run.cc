@@ -72,6 +72,14 @@ constexpr char kUsage[] =
     "                         warm-up steps); every timer ends with the GPU idle\n"
     "  --prefill-repeats N    with --batch: after the first (cold) prefill, reset and\n"
     "                         prefill N more times and print their median (default 3)\n"
+    "  --batch-prompt-ids FILE  instead of one prompt: one prompt of comma-separated\n"
+    "                         ids per line, all of the same length, run as one batch of\n"
+    "                         lockstep sequences (--device cuda): the first\n"
+    "                         --prefill-tokens of every prompt in one batched prefill,\n"
+    "                         then one batched decode step per remaining position;\n"
+    "                         prints each sequence's greedy next id on one line;\n"
+    "                         --logits-out writes [sequences x positions, vocab],\n"
+    "                         sequence-major\n"
     "  --weights dummy        do not read the weights: random values on the GPU\n"
     "                         (--device cuda; for benchmarks of artifacts compiled\n"
     "                         with tessel-compile --weights=none)\n"
@@ -96,6 +104,8 @@ struct Options {
   bool stop_at_eos = true;
   bool bench = false;
   int64_t batch = 0;  // 0: the plain generation loop
+  std::string batch_prompts_file;  // --batch-prompt-ids
+  std::vector<std::vector<int32_t>> batch_prompts;
   int64_t prefill_repeats = 3;
   bool dummy_weights = false;
 };
@@ -147,6 +157,52 @@ bool ParseIds(const std::string& text, std::vector<int32_t>* out) {
     if (comma == std::string::npos) return true;
     start = comma + 1;
   }
+}
+
+// --batch-prompt-ids: one prompt per non-empty line, 1-1024 prompts of one length.
+bool ReadBatchPrompts(const std::string& path, std::vector<std::vector<int32_t>>* prompts) {
+  std::FILE* file = std::fopen(path.c_str(), "r");
+  if (file == nullptr) {
+    return Fail("--batch-prompt-ids: cannot open " + path + ": " + std::strerror(errno));
+  }
+  std::string line;
+  int64_t line_number = 0;
+  bool ok = true;
+  auto take = [&]() {
+    ++line_number;
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (line.empty()) return true;
+    std::vector<int32_t> ids;
+    if (!ParseIds(line, &ids)) {
+      return Fail("--batch-prompt-ids: " + path + " line " + std::to_string(line_number) +
+                  " is not a list of ids");
+    }
+    if (!prompts->empty() && ids.size() != prompts->front().size()) {
+      return Fail("--batch-prompt-ids: " + path + " line " + std::to_string(line_number) +
+                  " has " + std::to_string(ids.size()) + " ids, the first prompt " +
+                  std::to_string(prompts->front().size()) +
+                  " (a batch's prompts advance in lockstep: one length)");
+    }
+    prompts->push_back(std::move(ids));
+    line.clear();
+    return true;
+  };
+  for (int c = std::fgetc(file); ok && c != EOF; c = std::fgetc(file)) {
+    if (c == '\n') {
+      ok = take();
+    } else {
+      line.push_back(static_cast<char>(c));
+    }
+  }
+  if (ok && !line.empty()) ok = take();
+  std::fclose(file);
+  if (!ok) return false;
+  if (prompts->empty()) return Fail("--batch-prompt-ids: " + path + " holds no prompt");
+  if (prompts->size() > 1024) {
+    return Fail("--batch-prompt-ids: " + std::to_string(prompts->size()) +
+                " prompts (at most 1024)");
+  }
+  return true;
 }
 
 // Returns false (after printing why) on bad arguments; sets *help for --help.
@@ -229,6 +285,8 @@ bool ParseArgs(int argc, char** argv, Options* options, bool* help) {
     } else if (arg == "--batch") {
       if (!value(&text) || !ParseInt(arg, text, 1, 1024, &options->batch))
         return false;
+    } else if (arg == "--batch-prompt-ids") {
+      if (!value(&options->batch_prompts_file)) return false;
     } else if (arg == "--weights") {
       if (!value(&text)) return false;
       if (text != "dummy")
@@ -245,6 +303,14 @@ bool ParseArgs(int argc, char** argv, Options* options, bool* help) {
   }
   if (options->artifact.empty())
     return Fail("no artifact directory given (see --help)");
+  if (!options->batch_prompts_file.empty()) {
+    if (options->have_prompt || options->have_prompt_text)
+      return Fail("--batch-prompt-ids replaces --prompt-ids and --prompt");
+    if (options->bench) return Fail("--batch-prompt-ids does not take --bench (see --batch)");
+    if (options->device != TESSEL_DEVICE_CUDA)
+      return Fail("--batch-prompt-ids needs --device cuda (batches run on the GPU)");
+    return ReadBatchPrompts(options->batch_prompts_file, &options->batch_prompts);
+  }
   if (options->have_prompt == options->have_prompt_text)
     return Fail("give either --prompt-ids or --prompt (see --help)");
   if (options->chat && !options->have_prompt_text)
@@ -435,6 +501,64 @@ int RunBatchBench(const Options& options, tessel_session_t session,
   return 0;
 }
 
+// --batch-prompt-ids: the prompts as one batch of lockstep sequences through the C API's
+// batched calls (the serving path's kernels: at 9-16 sequences the decode projections run
+// on the TMA skinny GEMM, which a single sequence never reaches).
+int RunBatchPrompts(const Options& options, tessel_session_t session) {
+  const std::vector<std::vector<int32_t>>& prompts = options.batch_prompts;
+  const size_t batch = prompts.size(), length = prompts.front().size();
+  const size_t head = options.prefill_tokens > 0
+                          ? std::min(length, static_cast<size_t>(options.prefill_tokens))
+                          : length;
+  std::vector<float> all;  // [batch, length, vocab]
+  size_t vocab = 0;
+  // The last call's logits rows [batch, count] at positions t0..t0+count-1.
+  auto collect = [&](size_t t0, size_t count) {
+    if (options.logits_out.empty()) return true;
+    const float* logits = nullptr;
+    size_t rows = 0;
+    if (Failed(tessel_session_get_logits(session, &logits, &rows, &vocab), "no logits"))
+      return false;
+    if (rows != batch * count) {
+      return Fail("the batched call gave " + std::to_string(rows) + " logits rows, not " +
+                  std::to_string(batch * count));
+    }
+    all.resize(batch * length * vocab);
+    for (size_t b = 0; b < batch; ++b) {
+      std::copy(logits + b * count * vocab, logits + (b + 1) * count * vocab,
+                all.begin() + (b * length + t0) * vocab);
+    }
+    return true;
+  };
+  std::vector<int32_t> tokens;  // [batch, head]
+  for (const std::vector<int32_t>& p : prompts)
+    tokens.insert(tokens.end(), p.begin(), p.begin() + head);
+  if (Failed(tessel_session_prefill_batch(session, tokens.data(), batch, head),
+             "batched prefill failed") ||
+      !collect(0, head)) {
+    return 1;
+  }
+  std::vector<int32_t> step(batch);
+  for (size_t t = head; t < length; ++t) {
+    for (size_t b = 0; b < batch; ++b) step[b] = prompts[b][t];
+    if (Failed(tessel_session_decode_batch(session, step.data(), batch),
+               "batched decode failed") ||
+        !collect(t, 1)) {
+      return 1;
+    }
+  }
+  std::vector<int32_t> next(batch);
+  if (Failed(tessel_session_greedy_batch(session, next.data(), batch), "greedy failed"))
+    return 1;
+  if (!options.logits_out.empty() &&
+      !WriteNpy(options.logits_out, all.data(), batch * length, vocab)) {
+    return 1;
+  }
+  for (size_t b = 0; b < batch; ++b) std::printf(b == 0 ? "%" PRId32 : " %" PRId32, next[b]);
+  std::printf("\n");
+  return 0;
+}
+
 int Run(const Options& options) {
   std::vector<int32_t> prompt = options.prompt;
   TextMode text_mode;
@@ -453,8 +577,10 @@ int Run(const Options& options) {
   }
   const double load_seconds = Seconds(load_start);
   tessel_model_info_t info;
-  tessel_session_options_t session_options = {options.max_context,
-                                              std::max<int64_t>(options.batch, 1)};
+  const int64_t sequences = !options.batch_prompts.empty()
+                                ? static_cast<int64_t>(options.batch_prompts.size())
+                                : std::max<int64_t>(options.batch, 1);
+  tessel_session_options_t session_options = {options.max_context, sequences};
   tessel_session_t session = nullptr;
   int rc = 1;
   bool prompt_failed_early = false;
@@ -464,6 +590,10 @@ int Run(const Options& options) {
       break;
     if (Failed(tessel_session_create(model, &session_options, &session),
                "cannot create a session")) {
+      break;
+    }
+    if (!options.batch_prompts.empty()) {
+      rc = RunBatchPrompts(options, session);
       break;
     }
     if (prompt.empty()) {
