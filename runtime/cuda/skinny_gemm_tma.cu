@@ -10,8 +10,7 @@
 //   thread-block cluster, and the others hand their partial sums to the first through
 //   distributed shared memory (up to 16 rows of x with st.async, counted on an mbarrier of
 //   the first, and exit: no cluster barrier at the end), which adds them in rank order
-//   (deterministic) and runs the
-//   epilogue. Split 2 for projections of under 120 tiles (o_proj, down, q/k/v of an 8B
+//   (deterministic) and runs the epilogue. Split 2 for projections of under 120 tiles (o_proj, down, q/k/v of an 8B
 //   model: 64-96 tiles would leave SMs idle), 4 above (gate/up, lm_head).
 // - One producer thread issues TMA copies of 64 x 64 weight boxes and 64-wide x boxes (both
 //   in the 128-byte swizzle wgmma reads) into a ring of stages of 128 k each, completing on
@@ -120,6 +119,16 @@ __device__ __forceinline__ void StoreAsyncCluster(uint32_t remote, float a, uint
 
 __device__ __forceinline__ bool Aligned16(const void* p) {
   return (reinterpret_cast<uintptr_t>(p) & 15) == 0;
+}
+
+// dst[i] = src[i] for i < count of an epilogue chunk's 8 elements: the ragged end of a row
+// (or an unaligned one), where one 16-byte access does not fit. Unrolled with a constant
+// index, so that a register array on either side stays in registers.
+template <typename T>
+__device__ __forceinline__ void CopyChunkHead(T* dst, const T* src, int count) {
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+    if (i < count) dst[i] = src[i];
 }
 
 __device__ __forceinline__ uint4 LoadSharedV4(uint32_t address) {
@@ -337,10 +346,7 @@ __global__ void __launch_bounds__(kThreads, 1) SkinnyTmaKernel(const __grid_cons
         if (feature + 8 <= n && Aligned16(src)) {
           residual[q] = *reinterpret_cast<const uint4*>(src);
         } else {
-          bf16* r = reinterpret_cast<bf16*>(&residual[q]);
-#pragma unroll  // (a constant index keeps the array in registers)
-          for (int i = 0; i < 8; ++i)
-            if (feature + i < n) r[i] = src[i];
+          CopyChunkHead(reinterpret_cast<bf16*>(&residual[q]), src, n - feature);
         }
       }
     }
@@ -529,9 +535,7 @@ __global__ void __launch_bounds__(kThreads, 1) SkinnyTmaKernel(const __grid_cons
         reinterpret_cast<float4*>(dst)[0] = make_float4(v[0], v[1], v[2], v[3]);
         reinterpret_cast<float4*>(dst)[1] = make_float4(v[4], v[5], v[6], v[7]);
       } else {
-#pragma unroll  // (a constant index keeps the array in registers)
-        for (int i = 0; i < 8; ++i)
-          if (feature + i < n) dst[i] = v[i];
+        CopyChunkHead(dst, v, n - feature);
       }
     } else {
       bf16* dst = static_cast<bf16*>(p.out[seg]) + o;
@@ -542,10 +546,7 @@ __global__ void __launch_bounds__(kThreads, 1) SkinnyTmaKernel(const __grid_cons
       if (whole && Aligned16(dst)) {
         *reinterpret_cast<uint4*>(dst) = packed;
       } else {
-        const bf16* b = reinterpret_cast<const bf16*>(&packed);
-#pragma unroll  // (a constant index keeps the array in registers)
-        for (int i = 0; i < 8; ++i)
-          if (feature + i < n) dst[i] = b[i];
+        CopyChunkHead(dst, reinterpret_cast<const bf16*>(&packed), n - feature);
       }
     }
   }
