@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <memory>
 #include <vector>
@@ -145,14 +146,15 @@ bool ParseFloat(const std::string& flag, const std::string& text, double min,
   return true;
 }
 
-bool ParseIds(const std::string& text, std::vector<int32_t>* out) {
+// `flag`: the option (or file and line) the ids came from, for the error message.
+bool ParseIds(const std::string& flag, const std::string& text, std::vector<int32_t>* out) {
   size_t start = 0;
   while (true) {
     const size_t comma = text.find(',', start);
     const std::string item =
         text.substr(start, comma == std::string::npos ? comma : comma - start);
     int64_t id = 0;
-    if (!ParseInt("--prompt-ids", item, 0, INT32_MAX, &id)) return false;
+    if (!ParseInt(flag, item, 0, INT32_MAX, &id)) return false;
     out->push_back(static_cast<int32_t>(id));
     if (comma == std::string::npos) return true;
     start = comma + 1;
@@ -161,42 +163,25 @@ bool ParseIds(const std::string& text, std::vector<int32_t>* out) {
 
 // --batch-prompt-ids: one prompt per non-empty line, 1-1024 prompts of one length.
 bool ReadBatchPrompts(const std::string& path, std::vector<std::vector<int32_t>>* prompts) {
-  std::FILE* file = std::fopen(path.c_str(), "r");
-  if (file == nullptr) {
+  std::ifstream file(path);
+  if (!file) {
     return Fail("--batch-prompt-ids: cannot open " + path + ": " + std::strerror(errno));
   }
   std::string line;
-  int64_t line_number = 0;
-  bool ok = true;
-  auto take = [&]() {
-    ++line_number;
+  for (int64_t line_number = 1; std::getline(file, line); ++line_number) {
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
-    if (line.empty()) return true;
+    if (line.empty()) continue;
+    const std::string where =
+        "--batch-prompt-ids: " + path + " line " + std::to_string(line_number);
     std::vector<int32_t> ids;
-    if (!ParseIds(line, &ids)) {
-      return Fail("--batch-prompt-ids: " + path + " line " + std::to_string(line_number) +
-                  " is not a list of ids");
-    }
+    if (!ParseIds(where, line, &ids)) return false;
     if (!prompts->empty() && ids.size() != prompts->front().size()) {
-      return Fail("--batch-prompt-ids: " + path + " line " + std::to_string(line_number) +
-                  " has " + std::to_string(ids.size()) + " ids, the first prompt " +
+      return Fail(where + " has " + std::to_string(ids.size()) + " ids, the first prompt " +
                   std::to_string(prompts->front().size()) +
                   " (a batch's prompts advance in lockstep: one length)");
     }
     prompts->push_back(std::move(ids));
-    line.clear();
-    return true;
-  };
-  for (int c = std::fgetc(file); ok && c != EOF; c = std::fgetc(file)) {
-    if (c == '\n') {
-      ok = take();
-    } else {
-      line.push_back(static_cast<char>(c));
-    }
   }
-  if (ok && !line.empty()) ok = take();
-  std::fclose(file);
-  if (!ok) return false;
   if (prompts->empty()) return Fail("--batch-prompt-ids: " + path + " holds no prompt");
   if (prompts->size() > 1024) {
     return Fail("--batch-prompt-ids: " + std::to_string(prompts->size()) +
@@ -220,7 +205,7 @@ bool ParseArgs(int argc, char** argv, Options* options, bool* help) {
       *help = true;
       return true;
     } else if (arg == "--prompt-ids") {
-      if (!value(&text) || !ParseIds(text, &options->prompt)) return false;
+      if (!value(&text) || !ParseIds(arg, text, &options->prompt)) return false;
       options->have_prompt = true;
     } else if (arg == "--prompt") {
       if (!value(&options->prompt_text)) return false;
