@@ -810,9 +810,28 @@ int Main() {
     CHECK_CUDA(cudaMalloc(&sink, sizeof(unsigned)));
     CHECK_CUDA(cudaMemset(buffer, 0x3c, buffer_bytes));
     const int sms = prop.multiProcessorCount;
+    // Input copies of `bytes` rotating through the buffer.
+    auto copies_of = [&](size_t bytes) {
+      return static_cast<int>(std::min<size_t>(Copies(bytes), buffer_bytes / bytes));
+    };
+    // ReadBulkKernel over `bytes` in `ctas` CTAs with a ring of `stages` x `chunk_kib` KiB and
+    // `smem` bytes of dynamic shared memory per CTA (which bounds the CTAs per SM).
+    auto time_bulk = [&](size_t bytes, int ctas, int chunk_kib, int stages, int smem) {
+      if (stages > 32) {  // the kernel's mbarrier arrays
+        std::fprintf(stderr, "readbw: %d stages (at most 32)\n", stages);
+        std::exit(1);
+      }
+      const uint32_t chunk = static_cast<uint32_t>(chunk_kib) << 10;
+      CHECK_CUDA(cudaFuncSetAttribute(ReadBulkKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      smem));
+      return TimeUs(copies_of(bytes), [&](int i) {
+        ReadBulkKernel<<<ctas, 64, smem, g_stream>>>(buffer + i * bytes, bytes / chunk, chunk,
+                                                     stages, sink);
+      });
+    };
     for (size_t bytes : {size_t{1} << 30, size_t{234881024}, size_t{117440512},
                          size_t{50331648}, size_t{33554432}}) {
-      const int copies = static_cast<int>(std::min<size_t>(Copies(bytes), buffer_bytes / bytes));
+      const int copies = copies_of(bytes);
       const std::string shape = absl::StrCat(bytes >> 20, " MiB");
       for (int blocks_per_sm : {2, 4, 8}) {
         for (int unroll : {4, 8}) {
@@ -832,14 +851,8 @@ int Main() {
       for (auto [chunk_kib, stages, per_sm] :
            {std::tuple{16, 8, 1}, std::tuple{32, 6, 1}, std::tuple{32, 4, 1}, std::tuple{16, 12, 1},
             std::tuple{8, 24, 1}, std::tuple{16, 6, 2}, std::tuple{32, 3, 2}, std::tuple{64, 3, 1}}) {
-        const uint32_t chunk = chunk_kib << 10;
-        const int smem = static_cast<int>(chunk) * stages;
-        CHECK_CUDA(cudaFuncSetAttribute(ReadBulkKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        smem));
-        const double us = TimeUs(copies, [&](int i) {
-          ReadBulkKernel<<<per_sm * sms, 64, smem, g_stream>>>(buffer + i * bytes, bytes / chunk,
-                                                               chunk, stages, sink);
-        });
+        const double us =
+            time_bulk(bytes, per_sm * sms, chunk_kib, stages, (chunk_kib << 10) * stages);
         read_rows.push_back({absl::StrCat("read bulk ", per_sm, " CTA/SM, ", stages, " x ",
                                           chunk_kib, " KiB"),
                              shape, us, static_cast<double>(bytes), 0});
@@ -856,16 +869,8 @@ int Main() {
                             Shape{"o_proj 64 tiles x split 2", 128, 16, 4, size_t{33554432}},
                             Shape{"gate/up 224 tiles x split 4", 896, 32, 2, size_t{234881024}},
                             Shape{"down 64 tiles x split 2", 128, 16, 4, size_t{117440512}}}) {
-      const int copies = static_cast<int>(std::min<size_t>(Copies(sh.bytes), buffer_bytes / sh.bytes));
-      const uint32_t chunk = static_cast<uint32_t>(sh.stage_kib) << 10;
       for (int ctas : {sh.ctas, sms, 2 * sms}) {
-        const int smem = 100 << 10;
-        CHECK_CUDA(cudaFuncSetAttribute(ReadBulkKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        smem));
-        const double us = TimeUs(copies, [&](int i) {
-          ReadBulkKernel<<<ctas, 64, smem, g_stream>>>(buffer + i * sh.bytes, sh.bytes / chunk,
-                                                       chunk, sh.stages, sink);
-        });
+        const double us = time_bulk(sh.bytes, ctas, sh.stage_kib, sh.stages, 100 << 10);
         read_rows.push_back({absl::StrCat("read bulk, ", ctas, " CTAs, ", sh.stages, " x ",
                                           sh.stage_kib, " KiB"),
                              sh.name, us, static_cast<double>(sh.bytes), 0});
