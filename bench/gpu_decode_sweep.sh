@@ -15,7 +15,8 @@
 # shared-memory carveout; default the driver's choice), TESSEL_SKINNY_PRELOAD=0 (the skinny
 # GEMM's first weight loads after griddepcontrol.wait instead of before),
 # TESSEL_SKINNY_KERNEL=registers|tma (one skinny GEMM kernel for every projection; default
-# per shape), TESSEL_SKINNY_TMA_SPLIT=1|2|4 (CTAs sharing a tile's k in the TMA kernel),
+# per shape), TESSEL_SKINNY_TMA_SPLIT=s or s,t (CTAs sharing a tile's k in the TMA kernel: 1, 2
+# or 4; t for gate/up, 0 for the default),
 # TESSEL_SKINNY_TMA_SMEM_KIB (its shared-memory budget per CTA, default 100),
 # TESSEL_SKINNY_TMA_STAGES=a,b (its ring stages for one weight / gate+up, instead),
 # TESSEL_SKINNY_TMA_MIN_TILES=N (by default, the TMA kernel only for projections of >= N

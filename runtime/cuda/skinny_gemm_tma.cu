@@ -614,13 +614,18 @@ int ForcedStages(int mats) {
   return mats == 2 ? forced.second : forced.first;
 }
 
-// Split k: TESSEL_SKINNY_TMA_SPLIT=1|2|4 (measurements) or the caller's, else the default.
-int ChooseSplit(int requested, int64_t tiles) {
-  static const int forced = [] {
+// Split k: TESSEL_SKINNY_TMA_SPLIT=s or s,t (measurements; s for one or three weights, t for
+// gate/up; each 1, 2 or 4, 0 for the default) or the caller's, else the default.
+int ChooseSplit(int requested, int64_t tiles, bool swiglu) {
+  static const std::pair<int, int> forced_pair = [] {
     const char* env = std::getenv("TESSEL_SKINNY_TMA_SPLIT");
-    const int split = env != nullptr ? std::atoi(env) : 0;
-    return split == 1 || split == 2 || split == 4 ? split : 0;
+    int a = 0, b = 0;
+    const int fields = env != nullptr ? std::sscanf(env, "%d,%d", &a, &b) : 0;
+    if (fields == 1) b = a;
+    auto valid = [](int split) { return split == 1 || split == 2 || split == 4 ? split : 0; };
+    return fields >= 1 ? std::make_pair(valid(a), valid(b)) : std::make_pair(0, 0);
   }();
+  const int forced = swiglu ? forced_pair.second : forced_pair.first;
   if (forced != 0) return forced;
   if (requested != 0) return requested;
   // bench_kernels (H100): 64-96 tiles (o_proj, down, q/k/v) fastest at 2 (1 leaves SMs idle,
@@ -716,7 +721,7 @@ absl::Status LaunchSkinnyGemmTma(const SkinnyGemmArgs& args, cudaStream_t stream
   }
   p.tile_begin[kSkinnyMaxWeights] = static_cast<int>(tiles);
   if (tiles * 4 > (int64_t{1} << 31) - 1) return absl::InvalidArgumentError("skinny gemm: too many rows");
-  const int split = ChooseSplit(args.split, tiles);
+  const int split = ChooseSplit(args.split, tiles, swiglu);
   return swiglu ? LaunchRows<2>(kn, p, tiles, split, stream)
                 : LaunchRows<1>(kn, p, tiles, split, stream);
 }

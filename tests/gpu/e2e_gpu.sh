@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end GPU check of the CUDA executor: tessel-run --device cuda on the tiny checkpoints
-# vs the Hugging Face reference logits, then compute-sanitizer memcheck on one run. The
+# vs the Hugging Face reference logits, batched decode vs one sequence at a time
+# (batch_decode_check.sh), then compute-sanitizer memcheck on a batch-1 and a batch-16 run. The
 # artifacts are compiled with fusion on, so the generated (NVRTC) kernels run here too:
 # sm_90a cubins, and one artifact through compute_80 PTX.
 # SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
@@ -142,6 +143,10 @@ else
   echo "llama3(fused kernels from PTX): FAIL $(tail -2 "$OUT/llama3_ptx.err")"; fail=1
 fi
 
+# Batched decode (16 lockstep sequences: the TMA projections at 16 rows) vs one sequence at a
+# time, on the dense families.
+OUT=$OUT/batch bash tests/gpu/batch_decode_check.sh || fail=1
+
 if command -v compute-sanitizer > /dev/null || [[ -x /usr/local/cuda/bin/compute-sanitizer ]]; then
   CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   a=$E2E/art/llama3
@@ -151,6 +156,16 @@ if command -v compute-sanitizer > /dev/null || [[ -x /usr/local/cuda/bin/compute
   rc=$?
   echo "memcheck (tessel-run llama3 tiny, prefill + 8 prompt decodes + 8 new tokens): rc=$rc; $(grep -E 'ERROR SUMMARY|LEAK SUMMARY' "$OUT/memcheck.log" | tr '\n' ' ')"
   [[ $rc != 0 ]] && { grep -m5 -A6 "=====.*Invalid\|=====.*Error" "$OUT/memcheck.log"; fail=1; }
+  # The same over a batch of 16 sequences (batched prefill, then batched decode steps).
+  python3 -c "
+import random
+for _ in range(16): print(','.join(str(random.randrange(1000)) for _ in range(12)))" > "$OUT/memcheck_batch.ids"
+  timeout 240 "$CS" --tool memcheck --leak-check full --error-exitcode 9 $E2E/tessel-run $a \
+    --device cuda --batch-prompt-ids "$OUT/memcheck_batch.ids" --prefill-tokens 4 \
+    > "$OUT/memcheck_batch.log" 2>&1
+  rc=$?
+  echo "memcheck (tessel-run llama3 tiny, 16 sequences: prefill 4 + 8 batched decode steps): rc=$rc; $(grep -E 'ERROR SUMMARY|LEAK SUMMARY' "$OUT/memcheck_batch.log" | tr '\n' ' ')"
+  [[ $rc != 0 ]] && { grep -m5 -A6 "=====.*Invalid\|=====.*Error" "$OUT/memcheck_batch.log"; fail=1; }
 else
   echo "memcheck: compute-sanitizer not found"
 fi
