@@ -42,8 +42,10 @@ struct L2Prefetch {
 
 inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-/// True when p is 16-byte aligned (vector loads allowed).
-inline bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+/// True when p is 16-byte aligned (vector loads allowed); host checks and device code alike.
+__host__ __device__ __forceinline__ bool Aligned16(const void* p) {
+  return (reinterpret_cast<uintptr_t>(p) & 15) == 0;
+}
 
 /// Eight bf16 values moved as one 16-byte access.
 struct alignas(16) Bf16x8 {

@@ -16,6 +16,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/cuda/common.cuh"
 #include "runtime/cuda/cuda_status.h"
 
 namespace tessel::cuda {
@@ -47,7 +48,7 @@ __device__ int64_t BlockArgmax(const float* row, int64_t vocab, float* best_valu
   // 16-byte loads, four per thread in flight: a scalar loop waits out one load latency per
   // element and took ~65 us for a 128256-entry row (one block); this is a few us.
   int64_t scalar_begin = 0;
-  if ((reinterpret_cast<uintptr_t>(row) & 15) == 0) {
+  if (Aligned16(row)) {
     constexpr int kUnroll = 4;
     const float4* row4 = reinterpret_cast<const float4*>(row);
     const int64_t n4 = vocab / 4, step = blockDim.x;

@@ -117,10 +117,6 @@ __device__ __forceinline__ void StoreAsyncCluster(uint32_t remote, float a, uint
       : "memory");
 }
 
-__device__ __forceinline__ bool Aligned16(const void* p) {
-  return (reinterpret_cast<uintptr_t>(p) & 15) == 0;
-}
-
 // dst[i] = src[i] for i < count of an epilogue chunk's 8 elements: the ragged end of a row
 // (or an unaligned one), where one 16-byte access does not fit. Unrolled with a constant
 // index, so that a register array on either side stays in registers.
