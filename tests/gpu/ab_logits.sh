@@ -24,11 +24,7 @@ old_path=$PWD/$OLD_LIB:$PWD/$E2E/lib:/usr/local/cuda/lib64
 fail=0
 for m in $MODELS; do
   a=$E2E/art/$m
-  vocab=$(python3 -c "import json;print(json.load(open('tests/models/tiny/$m/config.json'))['vocab_size'])")
-  python3 -c "
-import random
-random.seed(7)
-for _ in range($BATCH): print(','.join(str(random.randrange($vocab)) for _ in range($LEN)))" > "$OUT/$m.ids"
+  python3 tests/gpu/random_prompts.py tests/models/tiny/$m $BATCH $LEN 7 > "$OUT/$m.ids"
   if [[ $BATCH == 1 ]]; then
     prompt=(--prompt-ids "$(cat "$OUT/$m.ids")" --max-new-tokens 0)
   else

@@ -30,12 +30,7 @@ export LD_LIBRARY_PATH=$PWD/$E2E/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 fail=0
 for m in $MODELS; do
   a=$E2E/art/$m
-  vocab=$(python3 -c "import json;print(json.load(open('tests/models/tiny/$m/config.json'))['vocab_size'])")
-  python3 -c "
-import random
-random.seed($RANDOM)
-for _ in range($SEQUENCES):
-    print(','.join(str(random.randrange($vocab)) for _ in range($LEN)))" > "$OUT/$m.prompts"
+  python3 tests/gpu/random_prompts.py tests/models/tiny/$m $SEQUENCES $LEN > "$OUT/$m.prompts"
   if ! timeout 120 $E2E/tessel-run "$a" --device cuda --batch-prompt-ids "$OUT/$m.prompts" \
        --prefill-tokens $PREFILL --logits-out "$OUT/$m.batch.npy" > /dev/null 2> "$OUT/$m.err"; then
     echo "$m: FAIL batched run: $(tail -2 "$OUT/$m.err")"; fail=1; continue

@@ -157,10 +157,7 @@ if command -v compute-sanitizer > /dev/null || [[ -x /usr/local/cuda/bin/compute
   echo "memcheck (tessel-run llama3 tiny, prefill + 8 prompt decodes + 8 new tokens): rc=$rc; $(grep -E 'ERROR SUMMARY|LEAK SUMMARY' "$OUT/memcheck.log" | tr '\n' ' ')"
   [[ $rc != 0 ]] && { grep -m5 -A6 "=====.*Invalid\|=====.*Error" "$OUT/memcheck.log"; fail=1; }
   # The same over a batch of 16 sequences (batched prefill, then batched decode steps).
-  python3 -c "
-import json, random
-vocab = json.load(open('tests/models/tiny/llama3/config.json'))['vocab_size']
-for _ in range(16): print(','.join(str(random.randrange(vocab)) for _ in range(12)))" > "$OUT/memcheck_batch.ids"
+  python3 tests/gpu/random_prompts.py tests/models/tiny/llama3 16 12 > "$OUT/memcheck_batch.ids"
   timeout 240 "$CS" --tool memcheck --leak-check full --error-exitcode 9 $E2E/tessel-run $a \
     --device cuda --batch-prompt-ids "$OUT/memcheck_batch.ids" --prefill-tokens 4 \
     > "$OUT/memcheck_batch.log" 2>&1
