@@ -15,10 +15,12 @@
 # shared-memory carveout; default the driver's choice), TESSEL_SKINNY_PRELOAD=0 (the skinny
 # GEMM's first weight loads after griddepcontrol.wait instead of before),
 # TESSEL_SKINNY_KERNEL=registers|tma (one skinny GEMM kernel for every projection; default
-# per shape), TESSEL_SKINNY_TMA_SPLIT=s or s,t (CTAs sharing a tile's k in the TMA kernel: 1, 2
-# or 4; t for gate/up, 0 for the default),
+# per shape), TESSEL_SKINNY_TMA_SPLIT (CTAs sharing a tile's k in the TMA kernel: 1, 2, 4 or
+# 8, 0 for the default; "s" for every projection, "s,t" with t for gate/up, or per projection
+# "qkv=2,o=2,gateup=4,down=8,head=4", any subset),
 # TESSEL_SKINNY_TMA_SMEM_KIB (its shared-memory budget per CTA, default 100),
-# TESSEL_SKINNY_TMA_STAGES=a,b (its ring stages for one weight / gate+up, instead),
+# TESSEL_SKINNY_TMA_STAGES (its ring stages instead, in the same forms: "a,b" for one or three
+# weights / gate+up, or per projection "down=6,o=5"),
 # TESSEL_SKINNY_TMA_MIN_TILES=N (by default, the TMA kernel only for projections of >= N
 # tiles of 64 rows), TESSEL_L2_PREFETCH=0 (no L2 prefetch of o_proj's weights during RoPE
 # and attention, decode of <= 8 sequences), TESSEL_L2_PREFETCH_MIB (its bytes; default 16),

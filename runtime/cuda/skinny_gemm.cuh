@@ -57,7 +57,7 @@ struct SkinnyGemmArgs {
   float norm_eps = 0.0f;
   int occupancy = 0;  // kRegisters: 0 the tuned default; 1 or 2 the variant for that many CTAs/SM
   SkinnyKernel kernel = SkinnyKernel::kAuto;
-  // kTma: CTAs (a thread-block cluster) sharing the k of each 64-row tile, 1, 2 or 4; 0: the
+  // kTma: CTAs (a thread-block cluster) sharing the k of each 64-row tile, 1, 2, 4 or 8; 0: the
   // default (more for projections with few tiles).
   int split = 0;
 };

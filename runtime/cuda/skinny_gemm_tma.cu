@@ -37,6 +37,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <utility>
 #include <string>
 
@@ -598,31 +599,68 @@ int SmemBudgetBytes(int kn) {
   return (kn <= 16 ? kDefaultSmemKiB : kWideSmemKiB) * 1024;
 }
 
-// Ring stages: TESSEL_SKINNY_TMA_STAGES=a,b (a for one weight, b for gate/up; measurements)
-// overrides the shared-memory budget's count.
-int ForcedStages(int mats) {
-  static const std::pair<int, int> forced = [] {
-    const char* env = std::getenv("TESSEL_SKINNY_TMA_STAGES");
-    int a = 0, b = 0;
-    if (env != nullptr && std::sscanf(env, "%d,%d", &a, &b) != 2) a = b = 0;
-    return std::make_pair(a, b);
-  }();
-  return mats == 2 ? forced.second : forced.first;
+// Which projection a launch is, for the measurement switches below: q/k/v (three weights),
+// gate/up (SwiGLU), down (one weight deeper than wide, k > n), lm_head (one weight, n >= 8 k),
+// o (every other one-weight projection: o_proj).
+enum Projection { kQkv, kO, kGateUp, kDown, kHead, kProjections };
+constexpr const char* kProjectionNames[kProjections] = {"qkv", "o", "gateup", "down", "head"};
+
+Projection ClassifyProjection(const SkinnyGemmArgs& args) {
+  if (args.epilogue == SkinnyEpilogue::kSwiGlu) return kGateUp;
+  if (args.weights > 1) return kQkv;
+  if (args.k > args.n[0]) return kDown;
+  return args.n[0] >= 8 * args.k ? kHead : kO;
 }
 
-// Split k: TESSEL_SKINNY_TMA_SPLIT=s or s,t (measurements; s for one or three weights, t for
-// gate/up; each 1, 2 or 4, 0 for the default) or the caller's, else the default.
-int ChooseSplit(int requested, int64_t tiles, bool swiglu) {
-  static const std::pair<int, int> forced_pair = [] {
-    const char* env = std::getenv("TESSEL_SKINNY_TMA_SPLIT");
+// A per-projection setting from the environment (measurements): "qkv=2,o=4,gateup=4,down=8,
+// head=4" (any subset), or positionally "a" (every projection) / "a,b" (a, and b for gate/up).
+// 0 where unset.
+struct ProjectionSetting {
+  int value[kProjections] = {};
+};
+
+ProjectionSetting ParseProjectionSetting(const char* env) {
+  ProjectionSetting setting;
+  if (env == nullptr || *env == '\0') return setting;
+  if (std::strchr(env, '=') == nullptr) {
     int a = 0, b = 0;
-    const int fields = env != nullptr ? std::sscanf(env, "%d,%d", &a, &b) : 0;
-    if (fields == 1) b = a;
-    auto valid = [](int split) { return split == 1 || split == 2 || split == 4 ? split : 0; };
-    return fields >= 1 ? std::make_pair(valid(a), valid(b)) : std::make_pair(0, 0);
-  }();
-  const int forced = swiglu ? forced_pair.second : forced_pair.first;
-  if (forced != 0) return forced;
+    const int fields = std::sscanf(env, "%d,%d", &a, &b);
+    if (fields < 1) return setting;
+    for (int& v : setting.value) v = a;
+    setting.value[kGateUp] = fields == 2 ? b : a;
+    return setting;
+  }
+  const std::string text(env);
+  size_t at = 0;
+  while (at < text.size()) {
+    const size_t end = std::min(text.find(',', at), text.size());
+    const std::string item = text.substr(at, end - at);
+    const size_t eq = item.find('=');
+    for (int c = 0; c < kProjections && eq != std::string::npos; ++c) {
+      if (item.compare(0, eq, kProjectionNames[c]) == 0) {
+        setting.value[c] = std::atoi(item.c_str() + eq + 1);
+      }
+    }
+    at = end + 1;
+  }
+  return setting;
+}
+
+// Ring stages: TESSEL_SKINNY_TMA_STAGES (ParseProjectionSetting; legacy "a,b": a for one or
+// three weights, b for gate/up) overrides the shared-memory budget's count.
+int ForcedStages(Projection projection) {
+  static const ProjectionSetting forced =
+      ParseProjectionSetting(std::getenv("TESSEL_SKINNY_TMA_STAGES"));
+  return std::max(0, forced.value[projection]);
+}
+
+// Split k: TESSEL_SKINNY_TMA_SPLIT (ParseProjectionSetting; 1, 2, 4 or 8, 0 for the default;
+// measurements) or the caller's, else the default.
+int ChooseSplit(int requested, int64_t tiles, Projection projection) {
+  static const ProjectionSetting forced_by_env =
+      ParseProjectionSetting(std::getenv("TESSEL_SKINNY_TMA_SPLIT"));
+  const int forced = forced_by_env.value[projection];
+  if (forced == 1 || forced == 2 || forced == 4 || forced == 8) return forced;
   if (requested != 0) return requested;
   // bench_kernels (H100): 64-96 tiles (o_proj, down, q/k/v) fastest at 2 (1 leaves SMs idle,
   // 4 loses: 17.7 vs 14.4 us for o_proj at m = 16); gate/up and lm_head at 4 (81.5 vs 83.5
@@ -631,7 +669,8 @@ int ChooseSplit(int requested, int64_t tiles, bool swiglu) {
 }
 
 template <int kMats, int kN, bool kNorm>
-absl::Status LaunchVariant(TmaParams& p, int64_t tiles, int split, cudaStream_t stream) {
+absl::Status LaunchVariant(TmaParams& p, int64_t tiles, int split, int forced_stages,
+                           cudaStream_t stream) {
   using L = Layout<kMats, kN>;
   const int all_stages = (p.k / kAtomK + kAtomsPerStage - 1) / kAtomsPerStage;
   // Above 16 rows, at most two CTAs per tile: the partial sums landing in the leader take
@@ -641,9 +680,9 @@ absl::Status LaunchVariant(TmaParams& p, int64_t tiles, int split, cudaStream_t 
   const int partials = (split - 1) * (kMats * kN / 2 * kConsumers + kN) * 4;
   const int fit =
       static_cast<int>((SmemBudgetBytes(kN) - 1024 - partials) / (L::kStageBytes + 16));
-  const int forced = ForcedStages(kMats);
   const int most = static_cast<int>((kMaxSmemKiB * 1024 - 1024 - partials) / (L::kStageBytes + 16));
-  p.stages = std::max(1, std::min(forced > 0 ? std::min(forced, most) : fit, cta_stages));
+  p.stages = std::max(
+      1, std::min(forced_stages > 0 ? std::min(forced_stages, most) : fit, cta_stages));
   p.split = split;
   const size_t smem = 1024 + static_cast<size_t>(p.stages) * (L::kStageBytes + 16) + partials;
   auto* kernel = SkinnyTmaKernel<kMats, kN, kNorm>;
@@ -658,19 +697,21 @@ absl::Status LaunchVariant(TmaParams& p, int64_t tiles, int split, cudaStream_t 
 }
 
 template <int kMats, int kN>
-absl::Status LaunchNorm(TmaParams& p, int64_t tiles, int split, cudaStream_t stream) {
-  return p.norm_weight != nullptr ? LaunchVariant<kMats, kN, true>(p, tiles, split, stream)
-                                  : LaunchVariant<kMats, kN, false>(p, tiles, split, stream);
+absl::Status LaunchNorm(TmaParams& p, int64_t tiles, int split, int stages, cudaStream_t stream) {
+  return p.norm_weight != nullptr
+             ? LaunchVariant<kMats, kN, true>(p, tiles, split, stages, stream)
+             : LaunchVariant<kMats, kN, false>(p, tiles, split, stages, stream);
 }
 
 // The variant for kn (8, 16, 32 or 64) rows of x.
 template <int kMats>
-absl::Status LaunchRows(int kn, TmaParams& p, int64_t tiles, int split, cudaStream_t stream) {
+absl::Status LaunchRows(int kn, TmaParams& p, int64_t tiles, int split, int stages,
+                        cudaStream_t stream) {
   switch (kn) {
-    case 8: return LaunchNorm<kMats, 8>(p, tiles, split, stream);
-    case 16: return LaunchNorm<kMats, 16>(p, tiles, split, stream);
-    case 32: return LaunchNorm<kMats, 32>(p, tiles, split, stream);
-    default: return LaunchNorm<kMats, 64>(p, tiles, split, stream);
+    case 8: return LaunchNorm<kMats, 8>(p, tiles, split, stages, stream);
+    case 16: return LaunchNorm<kMats, 16>(p, tiles, split, stages, stream);
+    case 32: return LaunchNorm<kMats, 32>(p, tiles, split, stages, stream);
+    default: return LaunchNorm<kMats, 64>(p, tiles, split, stages, stream);
   }
 }
 
@@ -717,9 +758,11 @@ absl::Status LaunchSkinnyGemmTma(const SkinnyGemmArgs& args, cudaStream_t stream
   }
   p.tile_begin[kSkinnyMaxWeights] = static_cast<int>(tiles);
   if (tiles * 4 > (int64_t{1} << 31) - 1) return absl::InvalidArgumentError("skinny gemm: too many rows");
-  const int split = ChooseSplit(args.split, tiles, swiglu);
-  return swiglu ? LaunchRows<2>(kn, p, tiles, split, stream)
-                : LaunchRows<1>(kn, p, tiles, split, stream);
+  const Projection projection = ClassifyProjection(args);
+  const int split = ChooseSplit(args.split, tiles, projection);
+  const int stages = ForcedStages(projection);
+  return swiglu ? LaunchRows<2>(kn, p, tiles, split, stages, stream)
+                : LaunchRows<1>(kn, p, tiles, split, stages, stream);
 }
 
 }  // namespace tessel::cuda

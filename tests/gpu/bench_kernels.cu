@@ -606,8 +606,8 @@ int Main() {
         args.norm_eps = 1e-5f;
         return args;
       };
-      // The register kernel at 1 and 2 CTAs/SM; TMA (sm_90) with k split over 1, 2, 4 CTAs.
-      for (int variant : {1, 2, 3, 4, 5}) {
+      // The register kernel at 1 and 2 CTAs/SM; TMA (sm_90) with k split over 1, 2, 4, 8 CTAs.
+      for (int variant : {1, 2, 3, 4, 5, 6}) {
         if (variant >= 3 && !SkinnyGemmTmaAvailable()) continue;
         if (variant < 3 && m > kSkinnyMaxRows) continue;  // the register kernel's limit
         const int occupancy = variant < 3 ? variant : 0;

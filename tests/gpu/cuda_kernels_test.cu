@@ -392,9 +392,10 @@ TEST(CudaKernels, SkinnyGemm) {
                                            {20, 192, {1001, 12, 4}}}) {
     for (SkinnyEpilogue epilogue :
          {SkinnyEpilogue::kStore, SkinnyEpilogue::kAddResidual, SkinnyEpilogue::kSwiGlu}) {
-      // Variants 1 and 2: the register kernel sized for that many CTAs per SM; 3, 4, 5: the
-      // TMA kernel (sm_90 only) with each tile's k split over 1, 2, 4 CTAs of a cluster.
-      for (int variant : {1, 2, 3, 4, 5}) {
+      // Variants 1 and 2: the register kernel sized for that many CTAs per SM; 3, 4, 5, 6:
+      // the TMA kernel (sm_90 only) with each tile's k split over 1, 2, 4, 8 CTAs of a
+      // cluster.
+      for (int variant : {1, 2, 3, 4, 5, 6}) {
         if (variant >= 3 && !SkinnyGemmTmaAvailable()) {
           static bool said = false;
           if (!std::exchange(said, true)) std::printf("SKIPPED (no sm_90 device): TMA skinny GEMM\n");
