@@ -25,7 +25,10 @@
 # tiles of 64 rows), TESSEL_L2_PREFETCH=0 (no L2 prefetch of o_proj's weights during RoPE
 # and attention, decode of <= 8 sequences), TESSEL_L2_PREFETCH_MIB (its bytes; default 16),
 # TESSEL_L2_PREFETCH_BLOCKS (the blocks issuing it; default 32), TESSEL_FUSE_ROPE_ATTENTION=0
-# (RoPE and the KV-cache writes as their own launch instead of decode attention's prologue).
+# (RoPE and the KV-cache writes as their own launch instead of decode attention's prologue),
+# TESSEL_ATTENTION_DECODE_SMEM_KIB (shared memory asked per decode-attention block, at least
+# what it uses: 116 holds one block per SM), TESSEL_ATTENTION_DECODE_SPLITS (its planned
+# splits). Per-CTA timelines of a step: bench/cta_timeline.py (a -DTESSEL_CTA_TRACE=ON build).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 E2E=.gpu-build/e2e

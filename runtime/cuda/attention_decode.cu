@@ -70,8 +70,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/cuda/cta_trace.cuh"
 #include "runtime/cuda/cuda_status.h"
 #include "runtime/cuda/device_info.h"
 #include "runtime/cuda/mma.cuh"
@@ -124,7 +126,9 @@ __global__ void __launch_bounds__(DecodeConfig<kDim>::kThreads)
                           AttentionKernelParams params, int splits, bf16* __restrict__ out,
                           float* __restrict__ part_o, float* __restrict__ part_ml,
                           unsigned* __restrict__ counters, bool trigger_early,
-                          bool positions_settled, AttentionDecodeRope rope) {
+                          bool positions_settled, AttentionDecodeRope rope,
+                          const __grid_constant__ CtaTrace trace) {
+  CtaTraceScope trace_scope(trace);
   using C = DecodeConfig<kDim>;
   constexpr int kWarps = C::kWarps, kStages = C::kStages, kStride = C::kStride;
   constexpr int kRows = 8 * kNTiles;  // head slots: the N of the products, rows of q_s
@@ -203,6 +207,7 @@ __global__ void __launch_bounds__(DecodeConfig<kDim>::kThreads)
     if (early(p)) load_tile(p, p);
   }
   if (positions_settled) PdlWait();
+  trace_scope.Ready();
 
   // Fused RoPE: the block whose keys include `pos` takes the step's new K and V row from
   // new_kv_s instead of the cache (its warp `new_warp` patches it into its tile `new_tile`).
@@ -571,6 +576,18 @@ __global__ void __launch_bounds__(DecodeConfig<kDim>::kThreads)
   if (tid == 0) *counter = 0;  // every split has arrived: ready for the next launch
 }
 
+// Shared memory asked per block: TESSEL_ATTENTION_DECODE_SMEM_KIB (measurements: more than a
+// block uses, to hold one block per SM and leave the other half of the SM to the next
+// kernel's early CTAs) or what a block uses.
+size_t AskedSharedMemory(size_t used) {
+  static const size_t forced = [] {
+    const char* env = std::getenv("TESSEL_ATTENTION_DECODE_SMEM_KIB");
+    const long kib = env != nullptr ? std::atol(env) : 0;
+    return kib > 0 && kib <= 227 ? static_cast<size_t>(kib) * 1024 : size_t{0};
+  }();
+  return std::max(used, forced);
+}
+
 template <int kDim, int kNTiles>
 absl::Status Launch(const bf16* q, const bf16* k_cache, const bf16* v_cache,
                     const int32_t* positions, int64_t batch, int64_t heads, int64_t capacity,
@@ -579,7 +596,7 @@ absl::Status Launch(const bf16* q, const bf16* k_cache, const bf16* v_cache,
                     cudaStream_t stream, bool positions_settled,
                     const AttentionDecodeRope& rope, bool signal_early) {
   using C = DecodeConfig<kDim>;
-  const size_t smem = C::SmemBytes(kNTiles);
+  const size_t smem = AskedSharedMemory(C::SmemBytes(kNTiles));
   static const cudaError_t attribute_error =
       cudaFuncSetAttribute(AttentionDecodeKernel<kDim, kNTiles>,
                            cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
@@ -600,7 +617,9 @@ absl::Status Launch(const bf16* q, const bf16* k_cache, const bf16* v_cache,
   TESSEL_CUDA_RETURN_IF_ERROR(LaunchDependent(
       PdlKernel::kAttentionDecode, AttentionDecodeKernel<kDim, kNTiles>, grid, dim3(C::kThreads), smem, stream, q, k_cache,
       v_cache, positions, heads, capacity, kv_heads, group, head_groups, params, splits, out,
-      part_o, part_ml, counters, signal_early, positions_settled, rope));
+      part_o, part_ml, counters, signal_early, positions_settled, rope,
+      CtaTraceForLaunch(absl::StrCat("attention_decode b=", batch, " heads=", heads,
+                                     " kv_heads=", kv_heads, " dim=", kDim, " splits=", splits))));
   return absl::OkStatus();
 }
 
@@ -647,6 +666,12 @@ AttentionDecodeSplit PlanAttentionDecode(int64_t batch, int64_t heads, int64_t k
   // with more keys than one block streams quickly.
   int64_t splits = std::max<int64_t>(1, 2 * MultiprocessorCount() / blocks_per_split);
   splits = std::clamp<int64_t>(splits, 1, std::max<int64_t>(1, CeilDiv(max_context, 512)));
+  // TESSEL_ATTENTION_DECODE_SPLITS=n (measurements): n splits planned instead.
+  static const int64_t forced = [] {
+    const char* env = std::getenv("TESSEL_ATTENTION_DECODE_SPLITS");
+    return env != nullptr ? std::max<int64_t>(0, std::atoll(env)) : int64_t{0};
+  }();
+  if (forced > 0) splits = std::min<int64_t>(forced, max_context);
   splits = std::min<int64_t>(splits, kMaxSplits);
   plan.chunk = CeilDiv(CeilDiv(max_context, splits), 32) * 32;
   plan.splits = CeilDiv(max_context, plan.chunk);

@@ -43,6 +43,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/base/status.h"
+#include "runtime/cuda/cta_trace.cuh"
 #include "runtime/cuda/cuda_status.h"
 #include "runtime/cuda/device_info.h"
 #include "runtime/cuda/hopper.cuh"
@@ -86,6 +87,7 @@ struct TmaParams {
   int split;   // CTAs (one cluster) sharing each tile's k; 1: no clusters
   int out_f32;
   SkinnyEpilogue epilogue;
+  CtaTrace trace;  // TESSEL_CTA_TRACE
 };
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -227,6 +229,7 @@ __global__ void __launch_bounds__(kThreads, 1) SkinnyTmaKernel(const __grid_cons
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using L = Layout<kMats, kN>;
   constexpr int kRegs = kMats * kN / 2;  // accumulators per consumer thread
+  CtaTraceScope trace(p.trace);
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const uint32_t base = (SmemAddress(smem_raw) + 1023) & ~1023u;
   const int stages = p.stages, split = p.split;
@@ -374,6 +377,7 @@ __global__ void __launch_bounds__(kThreads, 1) SkinnyTmaKernel(const __grid_cons
       }
     }
     MbarrierWait(full_bar + 8 * slot, (i / stages) & 1);
+    if (i == 0) trace.Ready();
     if constexpr (kNorm) {
 #pragma unroll
       for (int j = 0; j < kNormChunks; ++j) {
@@ -760,6 +764,9 @@ absl::Status LaunchSkinnyGemmTma(const SkinnyGemmArgs& args, cudaStream_t stream
   if (tiles * 4 > (int64_t{1} << 31) - 1) return absl::InvalidArgumentError("skinny gemm: too many rows");
   const Projection projection = ClassifyProjection(args);
   const int split = ChooseSplit(args.split, tiles, projection);
+  p.trace = CtaTraceForLaunch(absl::StrCat("skinny_tma ", kProjectionNames[projection],
+                                           " m=", args.m, " k=", args.k, " n=", args.n[0],
+                                           " weights=", args.weights, " split=", split));
   const int stages = ForcedStages(projection);
   return swiglu ? LaunchRows<2>(kn, p, tiles, split, stages, stream)
                 : LaunchRows<1>(kn, p, tiles, split, stages, stream);

@@ -35,7 +35,7 @@ for name in embedding rms_norm rope l2_prefetch swiglu skinny_gemm skinny_gemm_t
   build "$OBJ/$name.o" "$NVCC" $NVFLAGS -c runtime/cuda/$name.cu
   KERNEL_OBJS+=("$OBJ/$name.o")
 done
-for name in cuda_status cublaslt_gemm device_info; do
+for name in cuda_status cta_trace cublaslt_gemm device_info; do
   build "$OBJ/$name.o" "$CXX" $CXXFLAGS -c runtime/cuda/$name.cc
   KERNEL_OBJS+=("$OBJ/$name.o")
 done
