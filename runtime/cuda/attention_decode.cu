@@ -53,13 +53,18 @@
 //   (LaunchAttentionDecode's next_in_shared_memory), and wait for the previous kernel before
 //   they read what it wrote (see positions_settled).
 // - Fused RoPE (AttentionDecodeRope, the executor's decode step of up to 16 sequences): q
-//   comes unrotated and each block rotates its heads into Q's shared rows (rope_math.cuh, the
-//   arithmetic of rope.cu: the same bits) while its first K/V tiles are in flight. The block
-//   whose keys include the step's position rotates the new key into a shared row of its own
-//   (K, V: 2 x (D+8) bf16 past the tiles), writes it and the new value into the caches (the
-//   first head group's block), and the warp that owns that key's tile patches the row into
-//   the tile once it has landed: the cache row it loaded may be stale, and no other block
-//   reads it in this launch.
+//   comes unrotated; each block copies its heads' rows into Q's shared rows with the same
+//   cp.async group as the unfused path (the new K and V rows too, into shared rows of their
+//   own past the tiles: K, V: 2 x (D+8) bf16, then the inverse frequencies, read before the
+//   PDL wait), and rotates them there (rope_math.cuh, the arithmetic of rope.cu: the same
+//   bits) while its first K/V tiles are in flight. Loaded from global memory pair by pair,
+//   as before, a thread waited for up to four L2 round trips in a row: H100, Llama-3-8B
+//   decode step, the same bits, 5.47-5.50 -> 5.43-5.46 ms at batch 1, 5.58-5.62 -> 5.57-5.59
+//   at batch 16 (docs/performance.md, tenth round). The block whose keys include the
+//   step's position writes the rotated key and the new value into the caches (the first
+//   head group's block), and the warp that owns that key's tile patches the row into the
+//   tile once it has landed: the cache row it loaded may be stale, and no other block reads
+//   it in this launch.
 // - Registers (ptxas sm_90a, no spills; one / two n8 head tiles): D=64 168 / 168, D=128
 //   168 / 155, D=256 159 / 205, 32 bytes of stack (sincosf's argument reduction).
 // Measured (H100, bench_kernels, 32 / 8 heads x 128, CUDA graph of back-to-back launches):
@@ -99,9 +104,11 @@ struct DecodeConfig {
   static constexpr int kChunks = kDim / 8;             // 16-byte chunks per row
   static constexpr int kStageElems = 2 * kKeys * kStride;  // K tile then V tile
   static constexpr int kOStride = kDim + 4;            // f32 per shared O row of the merges
-  // Q rows, the warps' tiles, then (fused RoPE) the step's new K and V rows.
+  // Q rows, the warps' tiles, then (fused RoPE) the step's new K and V rows and the rotary
+  // inverse frequencies (kDim / 2 floats at most).
   static size_t SmemBytes(int n_tiles) {
-    return sizeof(bf16) * (8 * n_tiles * kStride + kWarps * kStages * kStageElems + 2 * kStride);
+    return sizeof(bf16) * (8 * n_tiles * kStride + kWarps * kStages * kStageElems + 2 * kStride) +
+           sizeof(float) * (kDim / 2);
   }
   static_assert(kDim % 32 == 0 && (kKeys * kChunks) % 32 == 0, "tile load is exact");
   // The warps' merge reuses the tile buffers.
@@ -140,6 +147,7 @@ __global__ void __launch_bounds__(DecodeConfig<kDim>::kThreads)
   bf16* tiles = q_s + kRows * kStride;        // [kWarps][kStages][K, V][kKeys][kStride]
   float* merge_s = reinterpret_cast<float*>(tiles);  // the warps' merge, after the key loop
   bf16* new_kv_s = tiles + kWarps * kStages * C::kStageElems;  // fused RoPE: [K, V][kStride]
+  float* inv_freq_s = reinterpret_cast<float*>(new_kv_s + 2 * kStride);  // fused RoPE: [half]
 
   // By default the projection after this kernel starts only at its exit (PdlTriggersEarly):
   // started early, its CTAs would run under this kernel's shared-memory carveout (small L1);
@@ -206,6 +214,12 @@ __global__ void __launch_bounds__(DecodeConfig<kDim>::kThreads)
   for (int p = 0; p < kStages - 1; ++p) {
     if (early(p)) load_tile(p, p);
   }
+  // Fused RoPE: the inverse frequencies (uploaded at load, no kernel writes them).
+  if (rope.k_new != nullptr) {
+    for (int i = tid; i < rope.params.rotary_dim / 2; i += C::kThreads) {
+      inv_freq_s[i] = rope.inv_freq[i];
+    }
+  }
   if (positions_settled) PdlWait();
   trace_scope.Ready();
 
@@ -217,13 +231,23 @@ __global__ void __launch_bounds__(DecodeConfig<kDim>::kThreads)
   const int new_warp = new_tile % kWarps, new_it = new_tile / kWarps;
 
   // Q rows of the group (rows past g_count zero-filled: finite scores, never stored); with
-  // fused RoPE they are written below, once the first tiles are in flight.
-  if (!fused) {
+  // fused RoPE rotated in place below, once they and the first tiles are in flight. Every
+  // global load of the rotation (Q, the new K and V rows) is issued here at once: loaded one
+  // pair at a time, each thread waited for four L2 round trips in a row.
+  {
     const bf16* q_group = q + (b * heads + h0) * kDim;
     for (int idx = tid; idx < kRows * C::kChunks; idx += C::kThreads) {
       const int r = idx / C::kChunks, col = (idx % C::kChunks) * 8;
       const bool valid = r < g_count;
       CpAsync16(q_s + r * kStride + col, valid ? q_group + r * kDim + col : q, valid);
+    }
+  }
+  if (new_key) {
+    const int64_t kv_offset = (b * kv_heads + kvh) * kDim;
+    for (int ch = tid; ch < 2 * C::kChunks; ch += C::kThreads) {
+      const int kv = ch / C::kChunks, col = (ch % C::kChunks) * 8;
+      const bf16* from = (kv == 0 ? rope.k_new : rope.v_new) + kv_offset + col;
+      CpAsync16(new_kv_s + kv * kStride + col, from, true);
     }
   }
   CpAsyncCommit();
@@ -235,64 +259,43 @@ __global__ void __launch_bounds__(DecodeConfig<kDim>::kThreads)
     if (p < my_tiles && !early(p)) load_tile(p, p);
     CpAsyncCommit();
   }
+  CpAsyncWait<kStages - 1>();  // Q (and the new K, V rows) landed (this thread's part)
+  __syncthreads();             // ... and every thread's
   if (fused) {  // while the first tiles are in flight
-    // RoPE as rope.cu computes it (rope_math.cuh: the same bits): q rotated into q_s; the new
-    // key rotated and the new value copied into new_kv_s and, by the first head group's
-    // block, into the caches at row pos. A position in [0, capacity) is always visible, so
+    // RoPE as rope.cu computes it (rope_math.cuh: the same bits): q rotated in q_s; the new
+    // key rotated in new_kv_s and, with the new value, written by the first head group's
+    // block into the caches at row pos. A position in [0, capacity) is always visible, so
     // exactly one active split holds it; outside, nothing is written (RoPE's cache write).
+    // Features past rotary_dim stay as loaded.
     const int half = static_cast<int>(rope.params.rotary_dim / 2);
     const bool interleaved = rope.params.interleaved;
     const float factor = rope.params.attention_factor;
-    const bf16* q_group = q + (b * heads + h0) * kDim;
-    for (int idx = tid; idx < kRows * half; idx += C::kThreads) {
+    for (int idx = tid; idx < g_count * half; idx += C::kThreads) {
       const int r = idx / half, i = idx - r * half;
       int fa, fb;
       RopePairFeatures(i, half, interleaved, fa, fb);
-      bf16 ya = __float2bfloat16_rn(0.0f), yb = ya;
-      if (r < g_count) {
-        RopeRotatePair(__bfloat162float(q_group[r * kDim + fa]),
-                       __bfloat162float(q_group[r * kDim + fb]),
-                       RopeAngle(pos, rope.inv_freq[i], factor), ya, yb);
-      }
-      q_s[r * kStride + fa] = ya;
-      q_s[r * kStride + fb] = yb;
+      bf16* row = q_s + r * kStride;
+      RopeRotatePair(__bfloat162float(row[fa]), __bfloat162float(row[fb]),
+                     RopeAngle(pos, inv_freq_s[i], factor), row[fa], row[fb]);
     }
-    const int pass = kDim - 2 * half;  // features past rotary_dim: as they are
-    for (int idx = tid; idx < kRows * pass; idx += C::kThreads) {
-      const int r = idx / pass, f = 2 * half + (idx - r * pass);
-      q_s[r * kStride + f] = r < g_count ? q_group[r * kDim + f] : __float2bfloat16_rn(0.0f);
-    }
-    const bool write_cache = new_key && hg == 0;
     if (new_key) {
-      const int64_t kv_offset = (b * kv_heads + kvh) * kDim;
-      const bf16* k_in = rope.k_new + kv_offset;
-      const bf16* v_in = rope.v_new + kv_offset;
-      const int64_t cache_row = ((b * capacity + pos) * kv_heads + kvh) * kDim;
       for (int i = tid; i < half; i += C::kThreads) {
         int fa, fb;
         RopePairFeatures(i, half, interleaved, fa, fb);
-        bf16 ya, yb;
-        RopeRotatePair(__bfloat162float(k_in[fa]), __bfloat162float(k_in[fb]),
-                       RopeAngle(pos, rope.inv_freq[i], factor), ya, yb);
-        new_kv_s[fa] = ya;
-        new_kv_s[fb] = yb;
-        if (write_cache) {
-          rope.k_cache[cache_row + fa] = ya;
-          rope.k_cache[cache_row + fb] = yb;
-        }
+        RopeRotatePair(__bfloat162float(new_kv_s[fa]), __bfloat162float(new_kv_s[fb]),
+                       RopeAngle(pos, inv_freq_s[i], factor), new_kv_s[fa], new_kv_s[fb]);
       }
-      for (int f = 2 * half + tid; f < kDim; f += C::kThreads) {
-        new_kv_s[f] = k_in[f];
-        if (write_cache) rope.k_cache[cache_row + f] = k_in[f];
-      }
-      for (int f = tid; f < kDim; f += C::kThreads) {
-        new_kv_s[kStride + f] = v_in[f];
-        if (write_cache) rope.v_cache[cache_row + f] = v_in[f];
+    }
+    __syncthreads();  // rotated rows visible to every warp (and to the cache writes)
+    if (new_key && hg == 0) {
+      const int64_t cache_row = ((b * capacity + pos) * kv_heads + kvh) * kDim;
+      for (int ch = tid; ch < 2 * C::kChunks; ch += C::kThreads) {
+        const int kv = ch / C::kChunks, col = (ch % C::kChunks) * 8;
+        *reinterpret_cast<uint4*>((kv == 0 ? rope.k_cache : rope.v_cache) + cache_row + col) =
+            *reinterpret_cast<const uint4*>(new_kv_s + kv * kStride + col);
       }
     }
   }
-  CpAsyncWait<kStages - 1>();  // Q landed (this thread's part)
-  __syncthreads();             // ... and every thread's
 
   // Per-lane ldmatrix row addresses (see LdMatrixX4 in mma.cuh):
   // Q^T (B operand of S^T, B[d][head] = Q[head][d]) for heads 8nt..8nt+7 and the k16 steps
@@ -723,6 +726,10 @@ absl::Status LaunchAttentionDecode(const bf16* q, const bf16* k_cache, const bf1
       return absl::InvalidArgumentError(
           "attention decode: fused RoPE needs k_new, v_new, the inverse frequencies and the "
           "caches attention reads");
+    }
+    if (!Aligned16(rope.k_new) || !Aligned16(rope.v_new)) {
+      return absl::InvalidArgumentError(
+          "attention decode: fused RoPE's new key and value rows must be 16-byte aligned");
     }
     if (absl::Status status = CheckRopeKernelParams(head_dim, rope.params); !status.ok()) {
       return status;

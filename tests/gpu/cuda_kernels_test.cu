@@ -997,6 +997,12 @@ TEST(CudaKernels, AttentionDecodeRejects) {
                                   nullptr, false, rope)
                 .code(),
             absl::StatusCode::kInvalidArgument);  // rotary_dim > head_dim
+  rope.params.rotary_dim = 128;
+  rope.v_new = p + 4;
+  EXPECT_EQ(LaunchAttentionDecode(p, p, p, pos.get(), 1, 32, 8192, 8, 128, kp, plan, p, p,
+                                  nullptr, false, rope)
+                .code(),
+            absl::StatusCode::kInvalidArgument);  // misaligned new value rows (16-byte copies)
   AttentionDecodeSplit too_many = plan;
   too_many.splits = 100000;
   EXPECT_EQ(LaunchAttentionDecode(p, p, p, pos.get(), 1, 32, 8192, 8, 128, kp, too_many, p, p,
