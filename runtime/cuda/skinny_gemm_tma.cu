@@ -17,8 +17,9 @@
 //   the stage's "full" mbarrier; the four consumer warps (one warpgroup) wait on it, run the
 //   wgmmas of the stage, and release it on its "empty" mbarrier. The ring takes what a 100
 //   KiB budget per CTA leaves (4 stages of 20 KiB, 2 of 36 KiB with SwiGLU): two CTAs per
-//   SM. Larger and smaller rings, one-atom stages and 4-way splits everywhere all measured
-//   slower within the decode step (docs/performance.md, fifth round).
+//   SM; three (3 stages) for a grid of many waves (lm_head). Larger and smaller rings,
+//   one-atom stages and 4-way splits everywhere all measured slower within the decode step
+//   (docs/performance.md, fifth and tenth rounds).
 // - PDL: the weight boxes of the first stages are issued before griddepcontrol.wait (no
 //   kernel writes weights), x's after it.
 // - RMSNorm prologue: the consumers read each landed x box, sum the squares of its rows
@@ -61,6 +62,12 @@ constexpr uint32_t kWAtomBytes = kTileRows * 128;
 constexpr int kDefaultSmemKiB = 100;  // two CTAs per SM (110 measured slower at b16)
 constexpr int kMaxSmemKiB = 200;  // dynamic; the static and reserved bytes come on top
 constexpr int kWideSmemKiB = 200;  // more than 16 rows of x: one CTA per SM
+// One weight streamed by a grid of many waves (at least kManyWaves times two CTAs per SM:
+// lm_head, 8016 CTAs at 16 rows): three CTAs per SM with three-stage rings, so that more CTAs
+// overlap their starts and ends. Batch-16 decode step (H100, Llama-3-8B) 5.57-5.60 ->
+// 5.54-5.56 ms; two-stage rings (four CTAs per SM) the same, five stages 5.70.
+constexpr int kManyWavesSmemKiB = 75;
+constexpr int kManyWaves = 8;
 
 // Two 64-wide k atoms per ring stage (one measured slower: 7.1 vs 6.3 ms per b16 step, the
 // per-stage handshake dominating).
@@ -591,16 +598,18 @@ absl::Status EncodeMap(EncodeTiledFn encode, CUtensorMap* map, const bf16* base,
 }
 
 // The shared-memory budget of a CTA: TESSEL_SKINNY_TMA_SMEM_KIB (measurements), else 100 KiB
-// (two CTAs per SM) up to 16 rows of x, and kWideSmemKiB (one CTA per SM) above, where x's
-// stages are as large as the weights' and the split-k partial sums grow with the rows.
-int SmemBudgetBytes(int kn) {
+// (two CTAs per SM) up to 16 rows of x (kManyWavesSmemKiB for one weight streamed in many
+// waves), and kWideSmemKiB (one CTA per SM) above, where x's stages are as large as the
+// weights' and the split-k partial sums grow with the rows.
+int SmemBudgetBytes(int kn, bool many_waves) {
   static const int forced = [] {
     const char* env = std::getenv("TESSEL_SKINNY_TMA_SMEM_KIB");
     const int kib = env != nullptr ? std::atoi(env) : 0;
     return kib > 0 ? std::min(kib, kMaxSmemKiB) * 1024 : 0;
   }();
   if (forced > 0) return forced;
-  return (kn <= 16 ? kDefaultSmemKiB : kWideSmemKiB) * 1024;
+  if (kn > 16) return kWideSmemKiB * 1024;
+  return (many_waves ? kManyWavesSmemKiB : kDefaultSmemKiB) * 1024;
 }
 
 // Which projection a launch is, for the measurement switches below: q/k/v (three weights),
@@ -682,8 +691,10 @@ absl::Status LaunchVariant(TmaParams& p, int64_t tiles, int split, int forced_st
   split = std::min(split, kN <= 16 ? all_stages : std::min(2, all_stages));
   const int cta_stages = (all_stages + split - 1) / split;
   const int partials = (split - 1) * (kMats * kN / 2 * kConsumers + kN) * 4;
-  const int fit =
-      static_cast<int>((SmemBudgetBytes(kN) - 1024 - partials) / (L::kStageBytes + 16));
+  const bool many_waves =
+      kMats == 1 && tiles * split >= int64_t{kManyWaves} * 2 * MultiprocessorCount();
+  const int fit = static_cast<int>((SmemBudgetBytes(kN, many_waves) - 1024 - partials) /
+                                   (L::kStageBytes + 16));
   const int most = static_cast<int>((kMaxSmemKiB * 1024 - 1024 - partials) / (L::kStageBytes + 16));
   p.stages = std::max(
       1, std::min(forced_stages > 0 ? std::min(forced_stages, most) : fit, cta_stages));

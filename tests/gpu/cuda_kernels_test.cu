@@ -389,7 +389,10 @@ TEST(CudaKernels, SkinnyGemm) {
                                            {33, 320, {200, 64, 72}},
                                            {24, 1024, {1000}},
                                            {48, 256, {520, 40, 8}},
-                                           {20, 192, {1001, 12, 4}}}) {
+                                           {20, 192, {1001, 12, 4}},
+                                           // Many waves (split 2: 2188 CTAs): lm_head's
+                                           // three-CTA-per-SM rings.
+                                           {16, 256, {70016}}}) {
     for (SkinnyEpilogue epilogue :
          {SkinnyEpilogue::kStore, SkinnyEpilogue::kAddResidual, SkinnyEpilogue::kSwiGlu}) {
       // Variants 1 and 2: the register kernel sized for that many CTAs per SM; 3, 4, 5, 6:
