@@ -64,8 +64,9 @@ constexpr int kMaxSmemKiB = 200;  // dynamic; the static and reserved bytes come
 constexpr int kWideSmemKiB = 200;  // more than 16 rows of x: one CTA per SM
 // One weight streamed by a grid of many waves (at least kManyWaves times two CTAs per SM:
 // lm_head, 8016 CTAs at 16 rows): three CTAs per SM with three-stage rings, so that more CTAs
-// overlap their starts and ends. Batch-16 decode step (H100, Llama-3-8B) 5.57-5.60 ->
-// 5.54-5.56 ms; two-stage rings (four CTAs per SM) the same, five stages 5.70.
+// overlap their starts and ends. Batch-16 decode step (H100, Llama-3-8B; old and new rings
+// alternated) 5.58-5.60 -> 5.55-5.57 ms; two-stage rings (four CTAs per SM) about the same,
+// five stages 5.70 (docs/performance.md, tenth round).
 constexpr int kManyWavesSmemKiB = 75;
 constexpr int kManyWaves = 8;
 
