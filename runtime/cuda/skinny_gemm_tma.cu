@@ -626,20 +626,25 @@ Projection ClassifyProjection(const SkinnyGemmArgs& args) {
   return args.n[0] >= 8 * args.k ? kHead : kO;
 }
 
-// A per-projection setting from the environment (measurements): "qkv=2,o=4,gateup=4,down=8,
-// head=4" (any subset), or positionally "a" (every projection) / "a,b" (a, and b for gate/up).
-// 0 where unset.
+// A per-projection setting from the environment variable `name` (measurements):
+// "qkv=2,o=4,gateup=4,down=8,head=4" (any subset), or positionally "a" (every projection) /
+// "a,b" (a, and b for gate/up). 0 where unset; what it cannot read is said on stderr.
 struct ProjectionSetting {
   int value[kProjections] = {};
 };
 
-ProjectionSetting ParseProjectionSetting(const char* env) {
+ProjectionSetting ParseProjectionSetting(const char* name) {
   ProjectionSetting setting;
+  const char* env = std::getenv(name);
   if (env == nullptr || *env == '\0') return setting;
   if (std::strchr(env, '=') == nullptr) {
     int a = 0, b = 0;
     const int fields = std::sscanf(env, "%d,%d", &a, &b);
-    if (fields < 1) return setting;
+    if (fields < 1) {
+      std::fprintf(stderr, "%s=%s: expected a number, 'a,b' or 'projection=n,...'; ignored\n",
+                   name, env);
+      return setting;
+    }
     for (int& v : setting.value) v = a;
     setting.value[kGateUp] = fields == 2 ? b : a;
     return setting;
@@ -650,10 +655,16 @@ ProjectionSetting ParseProjectionSetting(const char* env) {
     const size_t end = std::min(text.find(',', at), text.size());
     const std::string item = text.substr(at, end - at);
     const size_t eq = item.find('=');
+    bool known = false;
     for (int c = 0; c < kProjections && eq != std::string::npos; ++c) {
       if (item.compare(0, eq, kProjectionNames[c]) == 0) {
         setting.value[c] = std::atoi(item.c_str() + eq + 1);
+        known = true;
       }
+    }
+    if (!known) {
+      std::fprintf(stderr, "%s: '%s' ignored (projections: qkv, o, gateup, down, head)\n", name,
+                   item.c_str());
     }
     at = end + 1;
   }
@@ -664,7 +675,7 @@ ProjectionSetting ParseProjectionSetting(const char* env) {
 // three weights, b for gate/up) overrides the shared-memory budget's count.
 int ForcedStages(Projection projection) {
   static const ProjectionSetting forced =
-      ParseProjectionSetting(std::getenv("TESSEL_SKINNY_TMA_STAGES"));
+      ParseProjectionSetting("TESSEL_SKINNY_TMA_STAGES");
   return std::max(0, forced.value[projection]);
 }
 
@@ -672,7 +683,7 @@ int ForcedStages(Projection projection) {
 // measurements) or the caller's, else the default.
 int ChooseSplit(int requested, int64_t tiles, Projection projection) {
   static const ProjectionSetting forced_by_env =
-      ParseProjectionSetting(std::getenv("TESSEL_SKINNY_TMA_SPLIT"));
+      ParseProjectionSetting("TESSEL_SKINNY_TMA_SPLIT");
   const int forced = forced_by_env.value[projection];
   if (forced == 1 || forced == 2 || forced == 4 || forced == 8) return forced;
   if (requested != 0) return requested;
