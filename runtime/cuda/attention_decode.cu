@@ -621,8 +621,10 @@ absl::Status Launch(const bf16* q, const bf16* k_cache, const bf16* v_cache,
       PdlKernel::kAttentionDecode, AttentionDecodeKernel<kDim, kNTiles>, grid, dim3(C::kThreads), smem, stream, q, k_cache,
       v_cache, positions, heads, capacity, kv_heads, group, head_groups, params, splits, out,
       part_o, part_ml, counters, signal_early, positions_settled, rope,
-      CtaTraceForLaunch(absl::StrCat("attention_decode b=", batch, " heads=", heads,
-                                     " kv_heads=", kv_heads, " dim=", kDim, " splits=", splits))));
+      CtaTraceForLaunch([&] {
+        return absl::StrCat("attention_decode b=", batch, " heads=", heads, " kv_heads=", kv_heads,
+                            " dim=", kDim, " splits=", splits);
+      })));
   return absl::OkStatus();
 }
 

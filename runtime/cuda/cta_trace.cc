@@ -12,6 +12,7 @@
 #include "runtime/cuda/cta_trace.cuh"
 
 namespace tessel::cuda {
+#if defined(TESSEL_CTA_TRACE)
 namespace {
 
 struct TraceState {
@@ -68,8 +69,9 @@ void WriteTrace() {
 }
 
 }  // namespace
+#endif  // TESSEL_CTA_TRACE
 
-CtaTrace CtaTraceForLaunch(const std::string& what) {
+CtaTrace CtaTraceForLaunch(absl::FunctionRef<std::string()> name) {
 #if !defined(TESSEL_CTA_TRACE)
   static const bool said = [] {
     const char* path = std::getenv("TESSEL_CTA_TRACE");
@@ -81,7 +83,7 @@ CtaTrace CtaTraceForLaunch(const std::string& what) {
     return true;
   }();
   (void)said;
-  (void)what;
+  (void)name;
   return {};
 #else
   TraceState& s = State();
@@ -113,7 +115,7 @@ CtaTrace CtaTraceForLaunch(const std::string& what) {
   trace.count = s.count;
   trace.capacity = s.capacity;
   trace.launch = static_cast<uint32_t>(s.names.size());
-  s.names.push_back(what);
+  s.names.push_back(name());
   return trace;
 #endif
 }

@@ -18,6 +18,8 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/functional/function_ref.h"
+
 namespace tessel::cuda {
 
 struct CtaTraceRecord {
@@ -39,9 +41,10 @@ struct CtaTrace {
   uint32_t launch = 0;
 };
 
-/// The trace slot of one launch named `what` (host): {} unless TESSEL_CTA_TRACE is set (or
-/// when its buffers cannot be allocated, said once on stderr).
-CtaTrace CtaTraceForLaunch(const std::string& what);
+/// The trace slot of one launch (host): {} unless TESSEL_CTA_TRACE is set in a tracing build
+/// (or when its buffers cannot be allocated, said once on stderr). `name` is called only when
+/// the launch is traced: launchers pay no string formatting otherwise.
+CtaTrace CtaTraceForLaunch(absl::FunctionRef<std::string()> name);
 
 #if defined(__CUDACC__) && !defined(TESSEL_CTA_TRACE)
 // Not a tracing build: nothing recorded, nothing held.

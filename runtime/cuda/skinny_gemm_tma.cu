@@ -784,12 +784,14 @@ absl::Status LaunchSkinnyGemmTma(const SkinnyGemmArgs& args, cudaStream_t stream
     if (!swiglu || i == 0) tiles += CeilDiv(args.n[i], kTileRows);
   }
   p.tile_begin[kSkinnyMaxWeights] = static_cast<int>(tiles);
-  if (tiles * 4 > (int64_t{1} << 31) - 1) return absl::InvalidArgumentError("skinny gemm: too many rows");
+  // The grid is tiles x split CTAs, split at most 8.
+  if (tiles * 8 > (int64_t{1} << 31) - 1) return absl::InvalidArgumentError("skinny gemm: too many rows");
   const Projection projection = ClassifyProjection(args);
   const int split = ChooseSplit(args.split, tiles, projection);
-  p.trace = CtaTraceForLaunch(absl::StrCat("skinny_tma ", kProjectionNames[projection],
-                                           " m=", args.m, " k=", args.k, " n=", args.n[0],
-                                           " weights=", args.weights, " split=", split));
+  p.trace = CtaTraceForLaunch([&] {
+    return absl::StrCat("skinny_tma ", kProjectionNames[projection], " m=", args.m, " k=", args.k,
+                        " n=", args.n[0], " weights=", args.weights, " split=", split);
+  });
   const int stages = ForcedStages(projection);
   return swiglu ? LaunchRows<2>(kn, p, tiles, split, stages, stream)
                 : LaunchRows<1>(kn, p, tiles, split, stages, stream);
