@@ -7,7 +7,9 @@ replay of the captured step, per launch kind (averaged over its launches in the 
 CTAs and SMs, the span it adds to the step (from the previous traced launch's last CTA end to
 its own), the wait from that end to its first and median CTA with inputs in, its tail (last
 CTA end after the median one, and after fewer than half the SMs still ran one of its CTAs),
-the median CTA's life, and its weight bytes per span.
+the median CTA's life, its weight bytes per span, and how many of its CTAs started on an SM
+while a CTA of the launch before it still ran there (where the scheduler put a chained launch:
+beside the previous one's CTAs, or on SMs they left free).
 
 Usage: bench/cta_timeline.py TRACE [--sms N] [--qkv-n N] [--json OUT]
   TRACE: the file TESSEL_CTA_TRACE named (TRACE.launches beside it).
@@ -90,6 +92,7 @@ def main():
 
   rows = []
   prev_end = None
+  prev_recs = None
   step_start = int(step[0][1]["start"].min())
   for launch, recs in step:
     name = names[launch]
@@ -110,6 +113,19 @@ def main():
         low_since = t
       elif running >= args.sms // 2:
         low_since = None
+    # CTAs started on an SM while a CTA of the previous launch ran on it.
+    beside = 0
+    if prev_recs is not None:
+      prev_sm = prev_recs["smid"]
+      prev_start = prev_recs["start"].astype(np.int64)
+      prev_stop = prev_recs["end"].astype(np.int64)
+      for sm in np.unique(recs["smid"]):
+        mine = start[recs["smid"] == sm]
+        on = prev_sm == sm
+        if on.any():
+          running = ((mine[:, None] >= prev_start[on][None, :]) &
+                     (mine[:, None] < prev_stop[on][None, :]))
+          beside += int(running.any(axis=1).sum())
     bytes_ = weight_bytes(name)
     if bytes_ is None:
       k = int(re.search(r"k=(\d+)", name).group(1))
@@ -125,10 +141,12 @@ def main():
         tail_after_median_us=(last_end - median_end) / 1e3,
         tail_below_half_us=(last_end - low_since) / 1e3 if low_since is not None else 0.0,
         cta_us_median=float(np.median(end - start)) / 1e3,
+        beside_prev=beside if prev_recs is not None else float("nan"),
         bytes=bytes_,
     )
     rows.append(row)
     prev_end = last_end
+    prev_recs = recs
   step_us = (prev_end - step_start) / 1e3
 
   # Per kind: launches with the same name (one per layer).
@@ -138,8 +156,9 @@ def main():
   print(f"traced launches in the step: {len(rows)}; step span (first traced start to last end): "
         f"{step_us:.1f} us; timer tick {tick} ns")
   print("| launch kind | n | CTAs | SMs | span us | first ready us | median ready us | "
-        f"tail after median us | tail < {args.sms // 2} CTAs us | CTA us | GB/s over span |")
-  print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        f"tail after median us | tail < {args.sms // 2} CTAs us | CTA us | GB/s over span | "
+        "CTAs started beside the previous launch's |")
+  print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
   table = []
   for name, group in kinds.items():
     mean = lambda key: float(np.mean([r[key] for r in group]))
@@ -149,12 +168,13 @@ def main():
                         median_ready_us=mean("median_ready_us"),
                         tail_after_median_us=mean("tail_after_median_us"),
                         tail_below_half_us=mean("tail_below_half_us"),
-                        cta_us=mean("cta_us_median"), gb_per_s=gbs)
+                        cta_us=mean("cta_us_median"), gb_per_s=gbs,
+                        beside_prev=mean("beside_prev"))
     table.append(entry)
     print(f"| {name} | {entry['n']} | {entry['ctas']} | {entry['sms']} | {entry['span_us']:.2f} | "
           f"{entry['first_ready_us']:.2f} | {entry['median_ready_us']:.2f} | "
           f"{entry['tail_after_median_us']:.2f} | {entry['tail_below_half_us']:.2f} | "
-          f"{entry['cta_us']:.2f} | {gbs:.0f} |")
+          f"{entry['cta_us']:.2f} | {gbs:.0f} | {entry['beside_prev']:.1f} |")
   if args.json:
     with open(args.json, "w") as f:
       json.dump({"step_us": step_us, "tick_ns": tick, "kinds": table, "launches": rows}, f,

@@ -24,7 +24,7 @@ LAYERS = 2
 
 def make_step(t0, scale):
   """One replay: LAYERS x the three launches in order; returns records and the expected rows."""
-  rows, recs, prev_end = [], [], None
+  rows, recs, prev_end, prev = [], [], None, None
   t = t0
   launch = 0
   for _ in range(LAYERS):
@@ -32,13 +32,19 @@ def make_step(t0, scale):
       start = t + rng.integers(0, 500, size=grid)
       ready = (prev_end if prev_end is not None else t) + rng.integers(300, 3000, size=grid)
       end = np.maximum(ready, start) + (rng.integers(2000, 20000, size=grid) * scale)
+      sm = rng.integers(0, 7, size=grid)
       for b in range(grid):
-        recs.append((launch, b, b % 7, 1, start[b], ready[b], end[b], 0, 0, 0))
+        recs.append((launch, b, sm[b], 1, start[b], ready[b], end[b], 0, 0, 0))
       if prev_end is not None:
+        # CTAs that start on an SM while one of the previous launch's runs there.
+        beside = sum(any(psm == sm[b] and ps <= start[b] < pe for psm, ps, pe in prev)
+                     for b in range(grid))
         rows.append(dict(launch=launch, span_us=(end.max() - prev_end) / 1e3,
                          first_ready_us=(ready.min() - prev_end) / 1e3,
                          median_ready_us=(int(np.median(ready)) - prev_end) / 1e3,
-                         tail_after_median_us=(end.max() - int(np.median(end))) / 1e3))
+                         tail_after_median_us=(end.max() - int(np.median(end))) / 1e3,
+                         beside_prev=beside))
+      prev = list(zip(sm, start, end))
       prev_end = int(end.max())
       t = prev_end - int(rng.integers(0, 1000))
       launch += 1
@@ -75,7 +81,8 @@ def main():
   got = {row["launch"]: row for row in result["launches"]}
   for want in expected:
     row = got.get(want["launch"])
-    for key in ("span_us", "first_ready_us", "median_ready_us", "tail_after_median_us"):
+    for key in ("span_us", "first_ready_us", "median_ready_us", "tail_after_median_us",
+                "beside_prev"):
       if row is None or abs(row[key] - want[key]) > 1e-3:
         print(f"FAIL: launch {want['launch']} {key}: got {row and row[key]}, want {want[key]}")
         failures += 1
