@@ -24,7 +24,8 @@
 # TESSEL_SKINNY_TMA_MIN_TILES=N (by default, the TMA kernel only for projections of >= N
 # tiles of 64 rows), TESSEL_L2_PREFETCH=0 (no L2 prefetch of o_proj's weights during RoPE
 # and attention, decode of <= 8 sequences), TESSEL_L2_PREFETCH_MIB (its bytes; default 16),
-# TESSEL_L2_PREFETCH_BLOCKS (the blocks issuing it; default 32), TESSEL_FUSE_ROPE_ATTENTION=0
+# TESSEL_L2_PREFETCH_BLOCKS (the blocks issuing it; default 32), TESSEL_L2_PREFETCH_MAX_TOKENS
+# (the most sequences it runs for; default 8), TESSEL_FUSE_ROPE_ATTENTION=0
 # (RoPE and the KV-cache writes as their own launch instead of decode attention's prologue),
 # TESSEL_ATTENTION_DECODE_SMEM_KIB (shared memory asked per decode-attention block, at least
 # what it uses: 116 holds one block per SM), TESSEL_ATTENTION_DECODE_SPLITS (its planned

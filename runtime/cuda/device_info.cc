@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
@@ -152,6 +153,19 @@ int L2PrefetchBlocks() {
     return 32;
   }();
   return blocks;
+}
+
+int L2PrefetchMaxTokens() {
+  static const int tokens = [] {
+    int value = 0;
+    const char* env = std::getenv("TESSEL_L2_PREFETCH_MAX_TOKENS");
+    if (env != nullptr && absl::SimpleAtoi(env, &value) && value >= 0) return value;
+    if (env != nullptr) {
+      std::fprintf(stderr, "TESSEL_L2_PREFETCH_MAX_TOKENS=%s: not a token count; 8 used\n", env);
+    }
+    return 8;
+  }();
+  return tokens;
 }
 
 unsigned long long L2PrefetchLimitBytes() {

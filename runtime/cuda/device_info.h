@@ -64,6 +64,10 @@ int L2PrefetchBlocks();
 /// Llama-3-8B's o_proj (5.47 vs 5.51 ms per step).
 unsigned long long L2PrefetchLimitBytes();
 
+/// The most tokens of a decode step that prefetches: the environment's
+/// TESSEL_L2_PREFETCH_MAX_TOKENS (measurements), default 8.
+int L2PrefetchMaxTokens();
+
 }  // namespace tessel::cuda
 
 #endif  // TESSEL_RUNTIME_CUDA_DEVICE_INFO_H_

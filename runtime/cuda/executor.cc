@@ -846,11 +846,12 @@ class StepBuilder {
     // brings the first of them into L2 meanwhile (the chain never waits for it; SideBranch
     // joins it at the step's end). H100, Llama-3-8B, 16 MiB of o_proj's 32: batch 1 5.53 ->
     // 5.47 ms; at batch 16 (TMA projections) 5.87 either way, 5.94 with all 32 MiB; batch 64
-    // 7.38 -> 7.57 with all. Not at prefill, whose projections are compute bound.
-    constexpr int64_t kL2PrefetchMaxTokens = 8;
+    // 7.38 -> 7.57 with all. Not at prefill, whose projections are compute bound. Re-measured
+    // at batch 16 with today's kernels (TESSEL_L2_PREFETCH_MAX_TOKENS=16): 5.55-5.56 ->
+    // 5.59-5.63 (8 MiB 5.57, 32 MiB 5.68; docs/performance.md, eleventh round).
     L2PrefetchFork prefetch;
-    prefetch.range = seq == 1 && tokens_ <= kL2PrefetchMaxTokens ? NextWeightsPrefetch(n + 3)
-                                                                 : L2Prefetch{};
+    prefetch.range = seq == 1 && tokens_ <= L2PrefetchMaxTokens() ? NextWeightsPrefetch(n + 3)
+                                                                  : L2Prefetch{};
     if (prefetch.range.bytes > 0) {
       TESSEL_ASSIGN_OR_RETURN(prefetch.event, side_.NewEvent());
       prefetch.side = side_.stream;
