@@ -393,6 +393,22 @@ TEST(CudaKernels, SkinnyGemm) {
                                            // Many waves (split 2: 2188 CTAs): lm_head's
                                            // three-CTA-per-SM rings.
                                            {16, 256, {70016}}}) {
+    // The shape's weights, drawn once per run and shared by its epilogues and variants (drawn
+    // for each launch, the 58M-element ones took most of the test's 176 s on the H100
+    // machine); x, the norm weight, the biases and the residual are drawn for every launch.
+    struct Weight {
+      std::vector<float> host;
+      std::unique_ptr<DeviceBuffer<bf16>> device;
+    };
+    std::map<std::pair<int, int64_t>, Weight> shape_weights;  // (weight index, n)
+    auto weight = [&](int index, int64_t n) -> const Weight& {
+      Weight& w = shape_weights[{index, n}];
+      if (w.device == nullptr) {
+        w.host = RoundBf16(RandomFloats(n * s.k, rng, 0.05f));
+        w.device = std::make_unique<DeviceBuffer<bf16>>(ToBf16(w.host));
+      }
+      return w;
+    };
     for (SkinnyEpilogue epilogue :
          {SkinnyEpilogue::kStore, SkinnyEpilogue::kAddResidual, SkinnyEpilogue::kSwiGlu}) {
       // Variants 1 and 2: the register kernel sized for that many CTAs per SM; 3, 4, 5, 6:
@@ -425,8 +441,8 @@ TEST(CudaKernels, SkinnyGemm) {
           x = RoundBf16(x);
         }
         DeviceBuffer<bf16> norm_d(ToBf16(norm_w));
-        std::vector<std::vector<float>> w(weights), b(weights), ref(weights);
-        std::vector<std::unique_ptr<DeviceBuffer<bf16>>> w_d, b_d, out16;
+        std::vector<std::vector<float>> b(weights), ref(weights);
+        std::vector<std::unique_ptr<DeviceBuffer<bf16>>> b_d, out16;
         std::vector<std::unique_ptr<DeviceBuffer<float>>> out32;
         SkinnyGemmArgs args;
         DeviceBuffer<bf16> x_d(ToBf16(norm ? x_in : x));
@@ -445,16 +461,15 @@ TEST(CudaKernels, SkinnyGemm) {
         args.split = variant >= 3 ? 1 << (variant - 3) : 0;
         for (int i = 0; i < weights; ++i) {
           const int64_t n = epilogue == SkinnyEpilogue::kSwiGlu ? s.n[0] : s.n[i];
-          w[i] = RoundBf16(RandomFloats(n * s.k, rng, 0.05f));
+          const Weight& w = weight(i, n);
           b[i] = RoundBf16(RandomFloats(n, rng));
           ref[i].resize(s.m * n);
-          cpu::Matmul(x.data(), s.m, s.k, w[i].data(), n, true, bias ? b[i].data() : nullptr,
+          cpu::Matmul(x.data(), s.m, s.k, w.host.data(), n, true, bias ? b[i].data() : nullptr,
                       ref[i].data(), &pool);
-          w_d.push_back(std::make_unique<DeviceBuffer<bf16>>(ToBf16(w[i])));
           b_d.push_back(std::make_unique<DeviceBuffer<bf16>>(ToBf16(b[i])));
           out16.push_back(std::make_unique<DeviceBuffer<bf16>>(s.m * n));
           out32.push_back(std::make_unique<DeviceBuffer<float>>(s.m * n));
-          args.w[i] = w_d.back()->get();
+          args.w[i] = w.device->get();
           args.bias[i] = bias ? b_d.back()->get() : nullptr;
           args.n[i] = n;
           args.out[i] = f32 ? static_cast<void*>(out32.back()->get())

@@ -20,7 +20,8 @@ nvidia-smi -L | tee "$OUT/device.txt"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv \
   >> "$OUT/device.txt" 2>&1
 
-# 262 s on the H100 machine (2026-11-24; SkinnyGemm 176 s of it: its CPU references).
+# ~100 s on the H100 machine (2026-11-24), 262 s before SkinnyGemm drew each shape's weights
+# once per run instead of once per launch.
 timeout 420 "$BUILD/cuda_kernels_test" 2>&1 | tee "$OUT/cuda_kernels_test.log"
 test_rc=${PIPESTATUS[0]}
 timeout 400 "$BUILD/cuda_moe_mla_test" 2>&1 | tee "$OUT/cuda_moe_mla_test.log"
