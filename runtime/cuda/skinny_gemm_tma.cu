@@ -10,8 +10,9 @@
 //   thread-block cluster, and the others hand their partial sums to the first through
 //   distributed shared memory (up to 16 rows of x with st.async, counted on an mbarrier of
 //   the first, and exit: no cluster barrier at the end), which adds them in rank order
-//   (deterministic) and runs the epilogue. Split 2 for projections of under 120 tiles (o_proj, down, q/k/v of an 8B
-//   model: 64-96 tiles would leave SMs idle), 4 above (gate/up, lm_head).
+//   (deterministic) and runs the epilogue. Split 2 for projections of under 120 tiles (q/k/v
+//   of an 8B model: 96 tiles would leave SMs idle), 3 for o_proj and down (64 tiles, started
+//   beside decode attention and gate/up's last wave), 4 above (gate/up, lm_head).
 // - One producer thread issues TMA copies of 64 x 64 weight boxes and 64-wide x boxes (both
 //   in the 128-byte swizzle wgmma reads) into a ring of stages of 128 k each, completing on
 //   the stage's "full" mbarrier; the four consumer warps (one warpgroup) wait on it, run the
@@ -679,18 +680,24 @@ int ForcedStages(Projection projection) {
   return std::max(0, forced.value[projection]);
 }
 
-// Split k: TESSEL_SKINNY_TMA_SPLIT (ParseProjectionSetting; 1, 2, 4 or 8, 0 for the default;
+// Split k: TESSEL_SKINNY_TMA_SPLIT (ParseProjectionSetting; 1-8 CTAs, 0 for the default;
 // measurements) or the caller's, else the default.
 int ChooseSplit(int requested, int64_t tiles, Projection projection) {
   static const ProjectionSetting forced_by_env =
       ParseProjectionSetting("TESSEL_SKINNY_TMA_SPLIT");
   const int forced = forced_by_env.value[projection];
-  if (forced == 1 || forced == 2 || forced == 4 || forced == 8) return forced;
+  if (forced >= 1 && forced <= 8) return forced;
   if (requested != 0) return requested;
   // bench_kernels (H100): 64-96 tiles (o_proj, down, q/k/v) fastest at 2 (1 leaves SMs idle,
   // 4 loses: 17.7 vs 14.4 us for o_proj at m = 16); gate/up and lm_head at 4 (81.5 vs 83.5
-  // us for gate/up+norm at m = 16; lm_head within 1%).
-  return tiles < 120 ? 2 : 4;
+  // us for gate/up+norm at m = 16; lm_head within 1%). o_proj and down at 3 within the
+  // decode step: o_proj's CTAs start on the SMs decode attention leaves free, two per SM, and
+  // a third more of them (192) streams faster once attention's SMs free up; down's start
+  // beside gate/up's last wave. Llama-3-8B batch 16, old and new libraries alternated, ms per
+  // step: 5.53-5.56 -> o 3 5.50-5.53 -> o and down 3 5.49 (q/k/v 3: 5.70, gate/up 3: 5.75;
+  // docs/performance.md, eleventh round).
+  if (tiles < 120) return projection == kO || projection == kDown ? 3 : 2;
+  return 4;
 }
 
 template <int kMats, int kN, bool kNorm>

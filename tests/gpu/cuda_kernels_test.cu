@@ -411,10 +411,10 @@ TEST(CudaKernels, SkinnyGemm) {
     };
     for (SkinnyEpilogue epilogue :
          {SkinnyEpilogue::kStore, SkinnyEpilogue::kAddResidual, SkinnyEpilogue::kSwiGlu}) {
-      // Variants 1 and 2: the register kernel sized for that many CTAs per SM; 3, 4, 5, 6:
-      // the TMA kernel (sm_90 only) with each tile's k split over 1, 2, 4, 8 CTAs of a
-      // cluster.
-      for (int variant : {1, 2, 3, 4, 5, 6}) {
+      // Variants 1 and 2: the register kernel sized for that many CTAs per SM; 3, 4, 5, 6, 7:
+      // the TMA kernel (sm_90 only) with each tile's k split over 1, 2, 4, 8, 3 CTAs of a
+      // cluster (3: o_proj's default, k not split evenly).
+      for (int variant : {1, 2, 3, 4, 5, 6, 7}) {
         if (variant >= 3 && !SkinnyGemmTmaAvailable()) {
           static bool said = false;
           if (!std::exchange(said, true)) std::printf("SKIPPED (no sm_90 device): TMA skinny GEMM\n");
@@ -458,7 +458,7 @@ TEST(CudaKernels, SkinnyGemm) {
         args.out_f32 = f32;
         args.occupancy = occupancy;
         args.kernel = variant >= 3 ? SkinnyKernel::kTma : SkinnyKernel::kRegisters;
-        args.split = variant >= 3 ? 1 << (variant - 3) : 0;
+        args.split = variant == 7 ? 3 : variant >= 3 ? 1 << (variant - 3) : 0;
         for (int i = 0; i < weights; ++i) {
           const int64_t n = epilogue == SkinnyEpilogue::kSwiGlu ? s.n[0] : s.n[i];
           const Weight& w = weight(i, n);
