@@ -416,6 +416,11 @@ absl::Status LaunchSkinnyGemm(const SkinnyGemmArgs& args, cudaStream_t stream) {
   if (args.weights < 1 || args.weights > kSkinnyMaxWeights) {
     return absl::InvalidArgumentError(absl::StrCat("skinny gemm: ", args.weights, " weights"));
   }
+  if (args.split < 0 || args.split > kSkinnyMaxSplit) {
+    return absl::InvalidArgumentError(absl::StrCat("skinny gemm: split ", args.split,
+                                                   " (0 for the default, or 1 to ",
+                                                   kSkinnyMaxSplit, ")"));
+  }
   const bool swiglu = args.epilogue == SkinnyEpilogue::kSwiGlu;
   const bool residual = args.epilogue == SkinnyEpilogue::kAddResidual;
   if (swiglu && (args.weights != 2 || args.n[0] != args.n[1])) {

@@ -34,6 +34,8 @@ inline constexpr int kSkinnyTmaMaxRows = 64;  // the TMA kernel's
 /// Largest k of the RMSNorm prologue (its weight is staged in shared memory).
 inline constexpr int64_t kSkinnyMaxNormK = 8192;
 inline constexpr int kSkinnyMaxWeights = 3;
+/// The most CTAs (one thread-block cluster) sharing a TMA tile's k: the portable cluster size.
+inline constexpr int kSkinnyMaxSplit = 8;
 
 /// C_i [m, n_i] = A [m, k] @ W_i[n_i, k]^T (HF out x in layout), bf16 operands, f32
 /// accumulation on tensor cores, rounded once. Every pointer 16-byte aligned; outputs must not
@@ -57,8 +59,8 @@ struct SkinnyGemmArgs {
   float norm_eps = 0.0f;
   int occupancy = 0;  // kRegisters: 0 the tuned default; 1 or 2 the variant for that many CTAs/SM
   SkinnyKernel kernel = SkinnyKernel::kAuto;
-  // kTma: CTAs (a thread-block cluster) sharing the k of each 64-row tile, 1, 2, 4 or 8; 0: the
-  // default (more for projections with few tiles).
+  // kTma: CTAs (a thread-block cluster) sharing the k of each 64-row tile, 1 to
+  // kSkinnyMaxSplit; 0: the default (more for projections with few tiles).
   int split = 0;
 };
 

@@ -680,13 +680,13 @@ int ForcedStages(Projection projection) {
   return std::max(0, forced.value[projection]);
 }
 
-// Split k: TESSEL_SKINNY_TMA_SPLIT (ParseProjectionSetting; 1-8 CTAs, 0 for the default;
-// measurements) or the caller's, else the default.
+// Split k: TESSEL_SKINNY_TMA_SPLIT (ParseProjectionSetting; 1 to kSkinnyMaxSplit CTAs, 0 for
+// the default; measurements) or the caller's (LaunchSkinnyGemm checks it), else the default.
 int ChooseSplit(int requested, int64_t tiles, Projection projection) {
   static const ProjectionSetting forced_by_env =
       ParseProjectionSetting("TESSEL_SKINNY_TMA_SPLIT");
   const int forced = forced_by_env.value[projection];
-  if (forced >= 1 && forced <= 8) return forced;
+  if (forced >= 1 && forced <= kSkinnyMaxSplit) return forced;
   if (requested != 0) return requested;
   // bench_kernels (H100): 64-96 tiles (o_proj, down, q/k/v) fastest at 2 (1 leaves SMs idle,
   // 4 loses: 17.7 vs 14.4 us for o_proj at m = 16); gate/up and lm_head at 4 (81.5 vs 83.5
@@ -791,8 +791,10 @@ absl::Status LaunchSkinnyGemmTma(const SkinnyGemmArgs& args, cudaStream_t stream
     if (!swiglu || i == 0) tiles += CeilDiv(args.n[i], kTileRows);
   }
   p.tile_begin[kSkinnyMaxWeights] = static_cast<int>(tiles);
-  // The grid is tiles x split CTAs, split at most 8.
-  if (tiles * 8 > (int64_t{1} << 31) - 1) return absl::InvalidArgumentError("skinny gemm: too many rows");
+  // The grid is tiles x split CTAs, split at most kSkinnyMaxSplit.
+  if (tiles * kSkinnyMaxSplit > (int64_t{1} << 31) - 1) {
+    return absl::InvalidArgumentError("skinny gemm: too many rows");
+  }
   const Projection projection = ClassifyProjection(args);
   const int split = ChooseSplit(args.split, tiles, projection);
   p.trace = CtaTraceForLaunch([&] {

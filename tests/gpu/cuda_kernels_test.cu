@@ -531,6 +531,14 @@ TEST(CudaKernels, SkinnyGemm) {
   bad.m = 1;
   bad.k = 100;
   EXPECT_FALSE(LaunchSkinnyGemm(bad, nullptr).ok());
+  // A split past the cluster limit (or negative) is refused, not launched.
+  for (int split : {-1, kSkinnyMaxSplit + 1}) {
+    SkinnyGemmArgs wide;
+    wide.m = 1;
+    wide.k = 64;
+    wide.split = split;
+    EXPECT_EQ(LaunchSkinnyGemm(wide, nullptr).code(), absl::StatusCode::kInvalidArgument);
+  }
   // The RMSNorm prologue past its k limit (weight staged in shared memory).
   DeviceBuffer<bf16> big(kSkinnyMaxNormK + 64);
   SkinnyGemmArgs wide;
